@@ -1,0 +1,121 @@
+"""One exception tree for the whole tool.
+
+Every error carries a message and an optional hint. ``exit_code`` says how the CLI
+ends: 2 for bad input (inventory, flags, local state the user must fix), 1 for an
+operation that failed (a host, a check, a timeout). This module imports nothing else
+from the package.
+"""
+
+from __future__ import annotations
+
+
+class BootstrapError(Exception):
+    """Base of every error the tool reports to the user (never shown as a traceback)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, host: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.host = host
+
+    def __str__(self) -> str:
+        prefix = f"{self.host}: " if self.host else ""
+        return prefix + self.message
+
+
+# --- bad input (exit 2) -------------------------------------------------------------
+
+
+class InputError(BootstrapError):
+    """The user gave us something we cannot work with. Nothing was changed."""
+
+    exit_code = 2
+
+
+class InventoryError(InputError):
+    """The inventory does not validate. ``problems`` lists every finding."""
+
+    def __init__(self, message: str, problems: list[str] | None = None, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems or []
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class StateError(InputError):
+    """The local state directory holds inconsistent material (refused, never regenerated)."""
+
+
+class TemplateError(InputError):
+    """A manifest template failed to render; names the template and line."""
+
+
+class UsageError(InputError):
+    """Bad command-line usage (unknown phase, unknown master, ...)."""
+
+
+# --- failed operations (exit 1) -------------------------------------------------------
+
+
+class OperationError(BootstrapError):
+    """Something we tried did not work."""
+
+
+class TransportError(OperationError):
+    """Base of SSH/connection failures. Always names the host."""
+
+
+class HostUnreachable(TransportError):
+    pass
+
+
+class AuthenticationFailed(TransportError):
+    pass
+
+
+class HostKeyUnknown(TransportError):
+    """The host's key is not in known_hosts and trust-on-first-use was not requested."""
+
+
+class HostKeyMismatch(TransportError):
+    """The host presented a different key than known_hosts records."""
+
+
+class OperationTimeout(TransportError):
+    pass
+
+
+class RemoteCommandFailed(TransportError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        exit_status: int | None = None,
+        stderr: str = "",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, host=host)
+        self.exit_status = exit_status
+        self.stderr = stderr
+
+
+class PreflightFailed(OperationError):
+    pass
+
+
+class EtcdError(OperationError):
+    """An etcd call failed (connection, TLS, or an RPC error)."""
+
+
+class WaitTimeout(OperationError):
+    """A named wait ran out of time. The message carries the last error seen."""
+
+
+class VerifyFailed(OperationError):
+    pass
