@@ -7,8 +7,10 @@ what the host has (sha256 + mode) and writes only what differs.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -37,3 +39,61 @@ def tree_of(files: list[FileSpec] | tuple[FileSpec, ...]) -> dict[str, FileSpec]
             raise ValueError(f"duplicate desired file {spec.path}")
         tree[spec.path] = spec
     return tree
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """What a host has at a path (regular file)."""
+
+    sha256: str
+    mode: int  # permission bits only, e.g. 0o600
+
+
+class RemoteHost(Protocol):
+    """What the rest of the package may ask of a connected host.
+
+    Implemented by ``bootstrap.transport.SSHHost``; no paramiko type crosses this line.
+    Every method raises ``bootstrap.errors.TransportError`` subclasses naming the host.
+    """
+
+    name: str
+
+    def run(
+        self,
+        command: str,
+        *,
+        sudo: bool = True,
+        check: bool = True,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
+        """Run a shell command (through `sudo -n` when the host needs it and sudo=True).
+        check=True raises RemoteCommandFailed on a non-zero exit."""
+        ...
+
+    def stat_files(self, paths: Sequence[str]) -> dict[str, RemoteFile | None]:
+        """sha256 and mode of each path in one round trip; None where absent."""
+        ...
+
+    def read_file(self, path: str) -> bytes:
+        """Whole file (as root when the host uses sudo)."""
+        ...
+
+    def write_file_atomic(self, spec: FileSpec) -> None:
+        """Create parent dirs, stage under a dot-name/staging dir on the same filesystem,
+        set the mode, then rename into place. The target is never seen half written."""
+        ...
+
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> AbstractContextManager[int]:
+        """Forward a local loopback port to remote_host:remote_port as seen from the host.
+        Yields the local port; closes the listener on exit."""
+        ...
+
+    def close(self) -> None: ...
