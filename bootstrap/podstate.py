@@ -1,0 +1,134 @@
+"""What the node says about its static pods, read over SSH.
+
+On a lab host the process-mode runner keeps a JSON status file (the way we would ask
+``crictl`` on a real node); on a kubelet node we ask ``crictl``. Both become ``PodState``.
+One remote command per host covers both cases.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bootstrap.model import RemoteHost
+
+LAB_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
+LAB_POD_LOGS = "/var/log/pods"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+_READ_SCRIPT = f"""
+if [ -f {LAB_RUNNER_STATUS} ]; then echo lab; cat {LAB_RUNNER_STATUS};
+elif command -v crictl >/dev/null 2>&1; then echo cri; crictl ps -a -o json 2>/dev/null;
+else echo none; fi
+"""
+
+
+@dataclass(frozen=True)
+class PodState:
+    component: str
+    phase: str  # Running, Waiting, Failed, ImageUnavailable, Exited, Absent, Unknown
+    ready: bool | None  # None: the source cannot tell
+    restarts: int
+    reason: str | None
+    source: str  # "lab-runner" | "cri" | "none"
+
+    @property
+    def running(self) -> bool:
+        return self.phase == "Running"
+
+    def describe(self) -> str:
+        text = self.phase
+        if self.reason:
+            text += f" ({self.reason})"
+        return text
+
+
+def read_pod_states(host: RemoteHost) -> dict[str, PodState]:
+    result = host.run(_READ_SCRIPT, sudo=True, check=False, timeout=20)
+    text = result.stdout.decode("utf-8", "replace")
+    kind, _, body = text.partition("\n")
+    kind = kind.strip()
+    if kind == "lab":
+        return parse_lab_status(body)
+    if kind == "cri":
+        return parse_crictl(body)
+    return {
+        c: PodState(c, "Unknown", None, 0, "no kubelet status source on the host", "none")
+        for c in COMPONENTS
+    }
+
+
+def parse_lab_status(body: str) -> dict[str, PodState]:
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        reason = f"unreadable lab runner status: {exc}"
+        return {c: PodState(c, "Unknown", None, 0, reason, "lab-runner") for c in COMPONENTS}
+    pods: Mapping[str, Any] = doc.get("pods") or {}
+    states: dict[str, PodState] = {}
+    for component in COMPONENTS:
+        pod = pods.get(f"kube-system/{component}")
+        if not isinstance(pod, dict):
+            states[component] = PodState(
+                component, "Absent", False, 0, "no such pod on the node", "lab-runner"
+            )
+            continue
+        states[component] = PodState(
+            component,
+            str(pod.get("phase") or "Unknown"),
+            bool(pod.get("ready")),
+            int(pod.get("restartCount") or 0),
+            pod.get("reason") or None,
+            "lab-runner",
+        )
+    return states
+
+
+def parse_crictl(body: str) -> dict[str, PodState]:
+    try:
+        containers = json.loads(body or "{}").get("containers") or []
+    except ValueError:
+        containers = []
+    latest: dict[str, dict[str, Any]] = {}
+    for c in containers:
+        name = (c.get("metadata") or {}).get("name")
+        if name in COMPONENTS and int(c.get("createdAt") or 0) >= int(
+            (latest.get(name) or {}).get("createdAt") or 0
+        ):
+            latest[name] = c
+    states: dict[str, PodState] = {}
+    for component in COMPONENTS:
+        c = latest.get(component)
+        if c is None:
+            states[component] = PodState(component, "Absent", False, 0, "no container", "cri")
+            continue
+        running = c.get("state") == "CONTAINER_RUNNING"
+        restarts = int(
+            (c.get("annotations") or {}).get("io.kubernetes.container.restartCount") or 0
+        )
+        states[component] = PodState(
+            component,
+            "Running" if running else "Exited",
+            None,
+            restarts,
+            None if running else str(c.get("state")),
+            "cri",
+        )
+    return states
+
+
+def pod_log_tail(host: RemoteHost, component: str, lines: int = 20) -> str:
+    """Last lines of the component's log: the lab runner's file or `crictl logs`."""
+    lab_log = f"{LAB_POD_LOGS}/{component}.log"
+    name = shlex.quote(component)
+    script = (
+        f"if [ -f {lab_log} ]; then tail -n {lines} {lab_log}; "
+        f"elif command -v crictl >/dev/null 2>&1; then "
+        f"id=$(crictl ps -a --name {name} -q | head -n 1); "
+        f'[ -n "$id" ] && crictl logs --tail {lines} "$id" 2>&1; fi'
+    )
+    result = host.run(script, sudo=True, check=False, timeout=20)
+    return result.stdout.decode("utf-8", "replace").rstrip()

@@ -1,0 +1,292 @@
+"""Preflight: read-only checks on every host, all before any write anywhere.
+
+One remote command per host gathers every fact (sections separated by markers); the
+checks themselves are pure functions over those facts, so they are cheap to test and the
+whole preflight costs one round trip per host.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bootstrap.inventory.model import ETCD_DATA_DIR, KUBERNETES_DIR, MANIFESTS_DIR
+from bootstrap.model import RemoteHost
+
+Severity = Literal["ok", "warning", "error"]
+
+PORTS = {
+    2379: "etcd client",
+    2380: "etcd peer",
+    2381: "etcd metrics",
+    6443: "kube-apiserver",
+    10257: "kube-controller-manager",
+    10259: "kube-scheduler",
+}
+MAX_CLOCK_SKEW_SECONDS = 5.0
+# etcd preallocates 64 MiB WAL segments and a snapshot; below this a member will not start.
+MIN_FREE_ETCD_KIB = 256 * 1024
+MIN_FREE_KUBERNETES_KIB = 16 * 1024
+LAB_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
+
+_FACTS_SCRIPT = f"""
+echo @@uid; id -u
+echo @@hostname; hostname
+echo @@machine-id; cat /etc/machine-id 2>/dev/null
+echo @@time; date +%s.%N
+echo @@listen; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
+echo @@etcd-data; ls -A {ETCD_DATA_DIR} 2>/dev/null | head -n 5
+echo @@ca; sha256sum {KUBERNETES_DIR}/pki/ca.crt 2>/dev/null | cut -d' ' -f1
+echo @@manifests-dir; test -d {MANIFESTS_DIR} && echo present
+echo @@kubelet
+command -v kubelet 2>/dev/null
+pgrep -x kubelet >/dev/null 2>&1 && echo running
+test -f {LAB_RUNNER_STATUS} && echo lab-runner
+echo @@df
+for p in {KUBERNETES_DIR} {ETCD_DATA_DIR}; do
+  d=$p; while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+  printf '%s ' "$p"; df -Pk "$d" | tail -n 1
+done
+echo @@end
+"""
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    host: str
+    uid: int | None
+    hostname: str
+    machine_id: str
+    clock_skew: float  # seconds, remote minus local, corrected for the round trip
+    round_trip: float
+    listening_ports: frozenset[int]
+    etcd_data_entries: tuple[str, ...]
+    remote_ca_sha256: str | None
+    manifests_dir: bool
+    kubelet: tuple[str, ...]
+    free_kib: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finding:
+    host: str
+    check: str
+    severity: Severity
+    detail: str
+    ignored: bool = False
+
+
+def gather(host: RemoteHost) -> HostFacts:
+    started = time.time()
+    result = host.run(_FACTS_SCRIPT, sudo=True, check=False, timeout=20)
+    finished = time.time()
+    return parse_facts(host.name, result.stdout.decode("utf-8", "replace"), started, finished)
+
+
+def parse_facts(host: str, text: str, started: float, finished: float) -> HostFacts:
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in text.splitlines():
+        if line.startswith("@@"):
+            current = line[2:].strip()
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+
+    def first(name: str) -> str:
+        lines = [x for x in sections.get(name, []) if x.strip()]
+        return lines[0].strip() if lines else ""
+
+    uid_text = first("uid")
+    try:
+        remote_time = float(first("time"))
+        skew = remote_time - (started + finished) / 2
+    except ValueError:
+        skew = float("nan")
+    free: dict[str, int] = {}
+    for line in sections.get("df", []):
+        parts = line.split()
+        if len(parts) >= 5 and parts[4].isdigit():
+            free[parts[0]] = int(parts[4])
+    return HostFacts(
+        host=host,
+        uid=int(uid_text) if uid_text.isdigit() else None,
+        hostname=first("hostname"),
+        machine_id=first("machine-id"),
+        clock_skew=skew,
+        round_trip=finished - started,
+        listening_ports=frozenset(parse_listening_ports(sections.get("listen", []))),
+        etcd_data_entries=tuple(x.strip() for x in sections.get("etcd-data", []) if x.strip()),
+        remote_ca_sha256=first("ca") or None,
+        manifests_dir=first("manifests-dir") == "present",
+        kubelet=tuple(x.strip() for x in sections.get("kubelet", []) if x.strip()),
+        free_kib=free,
+    )
+
+
+def parse_listening_ports(lines: Sequence[str]) -> set[int]:
+    """/proc/net/tcp{,6}: 'sl local_address rem_address st ...'; st 0A is LISTEN."""
+    ports: set[int] = set()
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4 or parts[3] != "0A" or ":" not in parts[1]:
+            continue
+        try:
+            ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+        except ValueError:
+            continue
+    return ports
+
+
+def evaluate(
+    facts: Sequence[HostFacts],
+    *,
+    cluster_ca_sha256: str,
+    ignore: Collection[str] = (),
+) -> list[Finding]:
+    findings: list[Finding] = []
+    ignore_all = "all" in {i.lower() for i in ignore}
+    ignored = {i.lower() for i in ignore}
+
+    def add(host: str, check: str, severity: Severity, detail: str) -> None:
+        skip = severity == "error" and (ignore_all or check.lower() in ignored)
+        findings.append(Finding(host, check, severity, detail, ignored=skip))
+
+    by_hostname: dict[str, list[str]] = {}
+    by_machine_id: dict[str, list[str]] = {}
+    for f in facts:
+        by_hostname.setdefault(f.hostname, []).append(f.host)
+        by_machine_id.setdefault(f.machine_id, []).append(f.host)
+
+    for f in facts:
+        ours = f.remote_ca_sha256 == cluster_ca_sha256
+        add(f.host, "SSHLogin", "ok", f"logged in, round trip {f.round_trip * 1000:.0f} ms")
+        if f.uid == 0:
+            add(f.host, "Sudo", "ok", "commands run as root")
+        else:
+            add(
+                f.host,
+                "Sudo",
+                "error",
+                f"remote commands run as uid {f.uid}, need root "
+                "(set ssh.sudo: true for a user with passwordless sudo)",
+            )
+        twins = [h for h in by_hostname.get(f.hostname, []) if h != f.host]
+        add(
+            f.host,
+            "HostnameUnique",
+            "error" if twins or not f.hostname else "ok",
+            f"hostname {f.hostname!r}" + (f" also on {', '.join(twins)}" if twins else ""),
+        )
+        twins = [h for h in by_machine_id.get(f.machine_id, []) if h != f.host]
+        add(
+            f.host,
+            "MachineIDUnique",
+            "error" if twins or not f.machine_id else "ok",
+            "machine-id "
+            + (
+                "missing"
+                if not f.machine_id
+                else f"also on {', '.join(twins)}"
+                if twins
+                else "unique"
+            ),
+        )
+        skew_ok = abs(f.clock_skew) <= MAX_CLOCK_SKEW_SECONDS + f.round_trip / 2
+        add(
+            f.host,
+            "ClockSkew",
+            "ok" if skew_ok else "error",
+            f"{f.clock_skew:+.2f} s against this machine (limit {MAX_CLOCK_SKEW_SECONDS:.0f} s; "
+            "certificates and etcd leases need synchronised clocks)",
+        )
+        for port, what in PORTS.items():
+            if port not in f.listening_ports:
+                add(f.host, f"Port-{port}", "ok", f"{port} ({what}) free")
+            elif ours:
+                add(f.host, f"Port-{port}", "ok", f"{port} held by this cluster's {what}")
+            else:
+                add(f.host, f"Port-{port}", "error", f"{port} ({what}) is in use by something else")
+        if not f.etcd_data_entries:
+            add(f.host, "DirAvailable--var-lib-etcd", "ok", f"{ETCD_DATA_DIR} empty")
+        elif ours:
+            add(
+                f.host,
+                "DirAvailable--var-lib-etcd",
+                "ok",
+                f"{ETCD_DATA_DIR} holds this cluster's member",
+            )
+        else:
+            add(
+                f.host,
+                "DirAvailable--var-lib-etcd",
+                "error",
+                f"{ETCD_DATA_DIR} is not empty ({', '.join(f.etcd_data_entries)}) and the host's "
+                "CA is not this cluster's: another cluster's data? (`bootstrap reset` or wipe it)",
+            )
+        add(
+            f.host,
+            "StaticPodPath",
+            "ok" if f.manifests_dir else "warning",
+            f"{MANIFESTS_DIR} "
+            + ("exists" if f.manifests_dir else "missing (will be created 0700)"),
+        )
+        add(
+            f.host,
+            "Kubelet",
+            "ok" if f.kubelet else "warning",
+            ("found: " + ", ".join(f.kubelet))
+            if f.kubelet
+            else "no kubelet found: nothing will run the static pods",
+        )
+        for path, minimum in (
+            (KUBERNETES_DIR, MIN_FREE_KUBERNETES_KIB),
+            (ETCD_DATA_DIR, MIN_FREE_ETCD_KIB),
+        ):
+            free = f.free_kib.get(path)
+            if free is None:
+                add(f.host, "DiskSpace", "warning", f"could not read free space for {path}")
+            elif free < minimum:
+                add(
+                    f.host,
+                    "DiskSpace",
+                    "error",
+                    f"{path}: {free // 1024} MiB free, need {minimum // 1024} MiB",
+                )
+            else:
+                add(f.host, "DiskSpace", "ok", f"{path}: {free // 1024} MiB free")
+    return findings
+
+
+def blocking(findings: Sequence[Finding]) -> list[Finding]:
+    return [f for f in findings if f.severity == "error" and not f.ignored]
+
+
+def table(findings: Sequence[Finding]) -> str:
+    hosts = list(dict.fromkeys(f.host for f in findings))
+    checks = list(dict.fromkeys(f.check for f in findings))
+    rank = {"ok": 0, "warning": 1, "error": 2}
+    worst: dict[tuple[str, str], Finding] = {}
+    for f in findings:
+        seen = worst.get((f.check, f.host))
+        if seen is None or rank[seen.severity] < rank[f.severity]:
+            worst[(f.check, f.host)] = f
+    cell = {
+        key: "ignored"
+        if f.ignored
+        else {"ok": "ok", "warning": "WARN", "error": "ERROR"}[f.severity]
+        for key, f in worst.items()
+    }
+    width = max(len(c) for c in checks) if checks else 5
+    lines = ["CHECK".ljust(width) + "  " + "  ".join(h.ljust(8) for h in hosts)]
+    for check in checks:
+        lines.append(
+            check.ljust(width) + "  " + "  ".join(cell.get((check, h), "-").ljust(8) for h in hosts)
+        )
+    notes = [f for f in findings if f.severity != "ok"]
+    for f in notes:
+        tag = "ignored" if f.ignored else f.severity
+        lines.append(f"  {f.host} {f.check} ({tag}): {f.detail}")
+    return "\n".join(lines)

@@ -1,0 +1,178 @@
+"""One run of the tool against one inventory: lazily loaded PKI, plans, connections, tunnels.
+
+Phases share this object (kubeadm's ``InitData`` idea): each asks for what it needs and
+the first asker pays for it. ``close()`` releases tunnels, connections and the private
+directory holding client credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from bootstrap.console import Console
+from bootstrap.inventory.model import Inventory, Master
+from bootstrap.model import FileSpec, RemoteHost
+
+if TYPE_CHECKING:
+    from bootstrap.pki import ClusterPKI
+    from bootstrap.plan import MasterPlan
+    from bootstrap.push import FileChange
+
+T = TypeVar("T")
+ALL_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+@dataclass(frozen=True)
+class Options:
+    accept_new_host_keys: bool = False
+    ignore_preflight_errors: tuple[str, ...] = ()
+    components: tuple[str, ...] = ALL_COMPONENTS
+    templates_dir: Path | None = None
+    sudo_password: str | None = None
+    dry_run: bool = False
+
+
+def default_state_dir(inventory: Inventory) -> Path:
+    return Path(".bootstrap") / inventory.cluster_name
+
+
+@dataclass
+class Session:
+    inventory: Inventory
+    state_dir: Path
+    options: Options = field(default_factory=Options)
+    console: Console = field(default_factory=Console)
+    _hosts: dict[str, RemoteHost] | None = None
+    _diffs: dict[str, list[FileChange]] = field(default_factory=dict)
+    _written: dict[str, list[FileChange]] = field(default_factory=dict)
+    _tunnels: dict[tuple[str, int], int] = field(default_factory=dict)
+    _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _creds_root: Path | None = None
+
+    # --- local, pure parts ------------------------------------------------------
+
+    @cached_property
+    def pki(self) -> ClusterPKI:
+        from bootstrap.pki import ensure_pki
+
+        return ensure_pki(self.inventory, self.state_dir)
+
+    @cached_property
+    def plans(self) -> dict[str, MasterPlan]:
+        from bootstrap.plan import build_plans
+
+        return build_plans(self.inventory, self.pki, templates_dir=self.options.templates_dir)
+
+    @property
+    def masters(self) -> tuple[Master, ...]:
+        return self.inventory.masters
+
+    def cluster_ca_sha256(self) -> str:
+        first = self.masters[0].name
+        return self.pki.host_files(first)["/etc/kubernetes/pki/ca.crt"].sha256
+
+    # --- hosts -------------------------------------------------------------------
+
+    @property
+    def hosts(self) -> dict[str, RemoteHost]:
+        if self._hosts is None:
+            from bootstrap.transport import connect_all
+
+            connected = connect_all(
+                list(self.masters), accept_new_host_keys=self.options.accept_new_host_keys
+            )
+            self._hosts = dict(connected)
+        return self._hosts
+
+    def host(self, name: str) -> RemoteHost:
+        return self.hosts[name]
+
+    def each_host(
+        self, fn: Callable[[Master, RemoteHost], T], masters: Sequence[Master] | None = None
+    ) -> dict[str, T]:
+        """Run fn on every master in parallel; the first error wins (others still finish)."""
+        chosen = list(masters if masters is not None else self.masters)
+        hosts = self.hosts
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(chosen)))) as pool:
+            futures = {m.name: pool.submit(fn, m, hosts[m.name]) for m in chosen}
+            results: dict[str, T] = {}
+            errors: list[BaseException] = []
+            for name, fut in futures.items():
+                try:
+                    results[name] = fut.result()
+                except BaseException as exc:  # re-raised below, after every host finished
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+            return results
+
+    # --- desired state vs hosts ------------------------------------------------------
+
+    def diff(self, name: str) -> list[FileChange]:
+        """The host's changes against its whole desired tree, computed once per run."""
+        from bootstrap.push import diff_host
+
+        with self._lock:
+            cached = self._diffs.get(name)
+        if cached is None:
+            cached = diff_host(self.host(name), self.plans[name].tree)
+            with self._lock:
+                self._diffs[name] = cached
+        return cached
+
+    def record_written(self, name: str, changes: Sequence[FileChange]) -> None:
+        with self._lock:
+            self._written.setdefault(name, []).extend(changes)
+
+    def written(self) -> dict[str, list[FileChange]]:
+        with self._lock:
+            return {k: list(v) for k, v in self._written.items()}
+
+    # --- tunnels and credentials -------------------------------------------------------
+
+    def tunnel(self, name: str, remote_port: int) -> int:
+        """A local port forwarded to the master's 127.0.0.1:remote_port, kept for the run."""
+        with self._lock:
+            port = self._tunnels.get((name, remote_port))
+        if port is None:
+            port = self._exit.enter_context(self.host(name).forward(remote_port))
+            with self._lock:
+                self._tunnels[(name, remote_port)] = port
+        return port
+
+    def credentials(self, name: str) -> Path:
+        """A private local copy (0700/0600) of the master's client credentials, so we talk
+        to its etcd and apiserver with exactly the files its own components use."""
+        if self._creds_root is None:
+            self._creds_root = Path(tempfile.mkdtemp(prefix="bootstrap-creds-"))
+        target = self._creds_root / name
+        if not target.exists():
+            files: dict[str, FileSpec] = dict(self.pki.host_files(name))
+            files.update(self.pki.kubeconfig_files(name))
+            for spec in files.values():
+                local = target / spec.path.lstrip("/")
+                local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(spec.content)
+        return target
+
+    def close(self) -> None:
+        self._exit.close()
+        if self._hosts:
+            for host in self._hosts.values():
+                with contextlib.suppress(Exception):
+                    host.close()
+        if self._creds_root is not None:
+            shutil.rmtree(self._creds_root, ignore_errors=True)
