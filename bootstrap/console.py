@@ -13,7 +13,9 @@ from typing import TextIO
 
 
 class Console:
-    def __init__(self, stream: TextIO | None = None, *, verbose: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, verbose: bool = False, quiet: bool = False
+    ) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._lock = threading.Lock()
         self._start = time.monotonic()

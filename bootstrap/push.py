@@ -89,5 +89,7 @@ def manifest_diff(old: bytes | None, new: FileSpec) -> str:
     old_lines = old.decode("utf-8", "replace").splitlines(keepends=True) if old else []
     new_lines = new.content.decode("utf-8", "replace").splitlines(keepends=True)
     return "".join(
-        difflib.unified_diff(old_lines, new_lines, fromfile=f"{new.path} (host)", tofile=f"{new.path} (new)")
+        difflib.unified_diff(
+            old_lines, new_lines, fromfile=f"{new.path} (host)", tofile=f"{new.path} (new)"
+        )
     )
