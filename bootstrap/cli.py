@@ -1,0 +1,295 @@
+"""Command line: argument parsing, progress, exit codes (0 ok, 1 failed, 2 bad input).
+
+No logic lives here: commands call into the package. Heavy modules (cryptography,
+paramiko, grpc, jinja2) are imported inside the command functions so that
+``bootstrap --help`` starts about as fast as the interpreter itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bootstrap import __version__
+from bootstrap.errors import BootstrapError, UsageError
+
+if TYPE_CHECKING:
+    from bootstrap.console import Console
+    from bootstrap.inventory.model import Inventory
+    from bootstrap.session import Session
+
+COMPONENT_CHOICES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+PHASE_NAMES = ("preflight", "certs", "kubeconfig", "etcd", "control-plane", "verify")
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _components(value: str) -> list[str]:
+    chosen = _csv(value)
+    unknown = [c for c in chosen if c not in COMPONENT_CHOICES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENT_CHOICES)}"
+        )
+    return chosen
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bootstrap",
+        description="Bootstrap a highly-available Kubernetes control plane with stacked etcd.",
+    )
+    parser.add_argument("--version", action="version", version=f"bootstrap {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every file written")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_inventory(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--inventory", "-i", required=True, type=Path, help="inventory YAML")
+        p.add_argument(
+            "--state-dir", type=Path, help="local state (default ./.bootstrap/<cluster>)"
+        )
+
+    def with_ssh(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--accept-new-host-keys",
+            action="store_true",
+            help="trust and record unknown SSH host keys (never replaces a changed key)",
+        )
+
+    def with_components(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--components",
+            type=_components,
+            default=list(COMPONENT_CHOICES),
+            help="limit waits and checks to these components (etcd: a lab without kube binaries)",
+        )
+
+    p = sub.add_parser("render", help="write each master's files to a local directory (offline)")
+    with_inventory(p)
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument(
+        "--templates", type=Path, help="template directory (default: the installed ones)"
+    )
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("inventory", help="check an inventory or print its JSON Schema")
+    inv_sub = p.add_subparsers(dest="inventory_command", metavar="SUBCOMMAND", required=True)
+    q = inv_sub.add_parser("check", help="validate an inventory file")
+    q.add_argument("file", type=Path)
+    q.set_defaults(func=cmd_inventory_check)
+    q = inv_sub.add_parser("schema", help="print the inventory JSON Schema")
+    q.set_defaults(func=cmd_inventory_schema)
+
+    p = sub.add_parser("plan", help="dry run: what init would change on each host (read-only)")
+    with_inventory(p)
+    with_ssh(p)
+    p.add_argument("--templates", type=Path)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("init", help="bring the control plane up (idempotent)")
+    with_inventory(p)
+    with_ssh(p)
+    with_components(p)
+    p.add_argument("--templates", type=Path)
+    p.add_argument(
+        "--skip-phases", type=_csv, default=[], help=f"comma list of: {', '.join(PHASE_NAMES)}"
+    )
+    p.add_argument("--ignore-preflight-errors", type=_csv, default=[], help="check names, or 'all'")
+    p.set_defaults(func=cmd_init)
+    init_sub = p.add_subparsers(dest="init_command", metavar="phase")
+    q = init_sub.add_parser("phase", help="run one phase alone")
+    q.add_argument("phase", choices=PHASE_NAMES)
+    q.set_defaults(func=cmd_init_phase)
+
+    p = sub.add_parser(
+        "verify", help="check etcd and the control plane from each master's loopback"
+    )
+    with_inventory(p)
+    with_ssh(p)
+    with_components(p)
+    p.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("status", help="pods, etcd roles and certificate expiry per master")
+    with_inventory(p)
+    with_ssh(p)
+    p.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _console(args: argparse.Namespace) -> Console:
+    from bootstrap.console import Console
+
+    return Console(verbose=bool(getattr(args, "verbose", False)))
+
+
+def _load_inventory(path: Path, console: Console) -> Inventory:
+    from bootstrap.inventory import load
+
+    inventory = load(path)
+    for warning in inventory.warnings:
+        console.event("inventory", f"warning: {warning}")
+    return inventory
+
+
+def _session(args: argparse.Namespace) -> Session:
+    from bootstrap.session import Options, Session, default_state_dir
+
+    console = _console(args)
+    inventory = _load_inventory(args.inventory, console)
+    options = Options(
+        accept_new_host_keys=bool(getattr(args, "accept_new_host_keys", False)),
+        ignore_preflight_errors=tuple(getattr(args, "ignore_preflight_errors", ()) or ()),
+        components=tuple(getattr(args, "components", COMPONENT_CHOICES)),
+        templates_dir=getattr(args, "templates", None),
+        sudo_password=os.environ.get("BOOTSTRAP_SUDO_PASSWORD") or None,
+    )
+    state_dir = args.state_dir or default_state_dir(inventory)
+    return Session(inventory=inventory, state_dir=state_dir, options=options, console=console)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from bootstrap.render_tree import write_trees
+
+    session = _session(args)
+    written = write_trees(session.plans, args.out)
+    session.console.event(
+        "render", f"{written} files for {len(session.plans)} masters in {args.out}"
+    )
+    return 0
+
+
+def cmd_inventory_check(args: argparse.Namespace) -> int:
+    console = _console(args)
+    inventory = _load_inventory(args.file, console)
+    names = ", ".join(f"{m.name} ({m.address})" for m in inventory.masters)
+    console.out(
+        f"{args.file}: ok: cluster {inventory.cluster_name}, "
+        f"{len(inventory.masters)} masters: {names}"
+    )
+    return 0
+
+
+def cmd_inventory_schema(args: argparse.Namespace) -> int:
+    from bootstrap.inventory import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from bootstrap.planview import show_plan
+
+    session = _session(args)
+    try:
+        return show_plan(session)
+    finally:
+        session.close()
+
+
+def _init(args: argparse.Namespace, only: str | None) -> int:
+    from bootstrap.phases import find, run_phases
+    from bootstrap.rollout import INIT_PHASES
+
+    session = _session(args)
+    try:
+        if only is not None:
+            phases = [find(INIT_PHASES, only)]
+            skip: Sequence[str] = ()
+        else:
+            phases = list(INIT_PHASES)
+            skip = args.skip_phases
+        run_phases(session, phases, skip)
+        written = session.written()
+        total = sum(len(v) for v in written.values())
+        hosts = sorted(k for k, v in written.items() if v)
+        if total == 0:
+            session.console.out("init: 0 changed: the control plane was already converged")
+        else:
+            session.console.out(f"init: {total} files changed on {', '.join(hosts)}")
+        return 0
+    finally:
+        session.close()
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    return _init(args, None)
+
+
+def cmd_init_phase(args: argparse.Namespace) -> int:
+    return _init(args, args.phase)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from bootstrap import checks
+
+    session = _session(args)
+    try:
+        report = checks.verify(session)
+        if args.output == "json":
+            session.console.out(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        else:
+            session.console.out(report.table())
+        return 0 if report.ok() else 1
+    finally:
+        session.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bootstrap.statusview import show_status
+
+    session = _session(args)
+    try:
+        return show_status(session, output=args.output)
+    finally:
+        session.close()
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
+        return int(exc.code or 0)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return func(args)
+    except BootstrapError as exc:
+        _report(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "bootstrap: interrupted; files already written were written whole (atomic)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _report(exc: BootstrapError) -> None:
+    kind = "error" if exc.exit_code == 2 else "failed"
+    print(f"bootstrap: {kind}: {exc}", file=sys.stderr)
+    if exc.hint:
+        print(f"  hint: {exc.hint}", file=sys.stderr)
+
+
+__all__ = ["UsageError", "main"]

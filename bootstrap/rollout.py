@@ -1,0 +1,147 @@
+"""The init workflow: preflight → certs → kubeconfig → etcd → control-plane → verify.
+
+Rollout order is the speed trick (DESIGN.md): etcd manifests land everywhere first (the
+first master's a moment ahead, which avoids etcd's 2 s peer-probe stall, floor.md §1),
+then we wait for quorum; then the apiservers, waited on through ``/livez`` and
+``/livez/etcd``; then controller-manager and scheduler. No component ever crash-loops
+waiting for another, so the kubelet's restart back-off never delays the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from bootstrap import checks
+from bootstrap.errors import OperationError, PreflightFailed
+from bootstrap.inventory.model import KUBERNETES_DIR, MANIFESTS_DIR, PKI_DIR, Master
+from bootstrap.model import RemoteHost
+from bootstrap.phases import Phase
+from bootstrap.push import FileChange, apply_changes, backup_dir_name, summarize
+from bootstrap.session import Session
+
+
+def _is_pki(change: FileChange) -> bool:
+    return change.spec.path.startswith(PKI_DIR + "/")
+
+
+def _is_kubeconfig(change: FileChange) -> bool:
+    path = change.spec.path
+    return path.startswith(KUBERNETES_DIR + "/") and path.count("/") == 3 and path.endswith(".conf")
+
+
+def _manifest_of(component: str) -> Callable[[FileChange], bool]:
+    path = f"{MANIFESTS_DIR}/{component}.yaml"
+    return lambda change: change.spec.path == path
+
+
+def _is_apiserver_config(change: FileChange) -> bool:
+    return change.spec.path.startswith(KUBERNETES_DIR + "/encryption/")
+
+
+def push_subset(
+    session: Session,
+    phase: str,
+    wanted: Callable[[FileChange], bool],
+    masters: Sequence[Master] | None = None,
+) -> dict[str, list[FileChange]]:
+    """Write the changed files matching ``wanted`` on every (given) master, in parallel."""
+    backup_dir = backup_dir_name()
+
+    def push_one(master: Master, host: RemoteHost) -> list[FileChange]:
+        subset = [c for c in session.diff(master.name) if wanted(c)]
+        written = apply_changes(host, subset, backup_dir=backup_dir)
+        session.record_written(master.name, written)
+        session.console.event(phase, summarize(subset), master.name)
+        for change in written:
+            session.console.detail(phase, f"{change.action} {change.spec.path}", master.name)
+        return written
+
+    return session.each_host(push_one, masters)
+
+
+# --- phases ---------------------------------------------------------------------------
+
+
+def run_preflight(session: Session) -> None:
+    from bootstrap import preflight
+
+    session.console.event("preflight", f"connecting to {len(session.masters)} masters")
+    facts = session.each_host(lambda _m, host: preflight.gather(host))
+    findings = preflight.evaluate(
+        list(facts.values()),
+        cluster_ca_sha256=session.cluster_ca_sha256(),
+        ignore=session.options.ignore_preflight_errors,
+    )
+    session.console.out(preflight.table(findings))
+    blocking = preflight.blocking(findings)
+    if blocking:
+        raise PreflightFailed(
+            f"{len(blocking)} preflight error(s) on "
+            + ", ".join(sorted({f.host for f in blocking}))
+            + "; nothing was written on any host",
+            hint="fix them, or skip named checks with --ignore-preflight-errors "
+            + ",".join(sorted({f.check for f in blocking})),
+        )
+
+
+def run_certs(session: Session) -> None:
+    session.console.event(
+        "certs", f"PKI in {session.state_dir} ({session.inventory.key_algorithm})"
+    )
+    push_subset(session, "certs", _is_pki)
+
+
+def run_kubeconfig(session: Session) -> None:
+    push_subset(session, "kubeconfig", _is_kubeconfig)
+
+
+def run_etcd(session: Session) -> None:
+    is_etcd = _manifest_of("etcd")
+    first, rest = session.masters[0], session.masters[1:]
+    # The first member a moment ahead of the others: see the module docstring.
+    push_subset(session, "etcd", is_etcd, [first])
+    if rest:
+        push_subset(session, "etcd", is_etcd, rest)
+    checks.wait_for_etcd_quorum(session)
+
+
+def run_control_plane(session: Session) -> None:
+    components = session.options.components
+    apiserver = _manifest_of("kube-apiserver")
+    push_subset(session, "control-plane", lambda c: _is_apiserver_config(c) or apiserver(c))
+    if "kube-apiserver" in components:
+        checks.wait_for_apiservers(session)
+    else:
+        session.console.event("control-plane", "not waiting for kube-apiserver (--components)")
+    cm, sched = _manifest_of("kube-controller-manager"), _manifest_of("kube-scheduler")
+    push_subset(session, "control-plane", lambda c: cm(c) or sched(c))
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        if component in components:
+            checks.wait_for_component(session, component)
+        else:
+            session.console.event("control-plane", f"not waiting for {component} (--components)")
+
+
+def run_verify(session: Session) -> None:
+    report = checks.verify(session)
+    session.console.out(report.table())
+    if not report.ok():
+        raise OperationError("verify: the control plane is not healthy (see the table above)")
+
+
+INIT_PHASES: tuple[Phase, ...] = (
+    Phase("preflight", "read-only checks on every host before any write", run_preflight),
+    Phase("certs", "generate or reuse the PKI and push it", run_certs),
+    Phase(
+        "kubeconfig",
+        "push admin, super-admin, controller-manager, scheduler, kubelet kubeconfigs",
+        run_kubeconfig,
+    ),
+    Phase("etcd", "push etcd manifests (first master first) and wait for quorum", run_etcd),
+    Phase(
+        "control-plane",
+        "push apiserver, then controller-manager and scheduler, waiting for each",
+        run_control_plane,
+    ),
+    Phase("verify", "check etcd and apiserver health from every master's loopback", run_verify),
+)
