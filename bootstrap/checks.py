@@ -1,0 +1,327 @@
+"""Waits and verification over SSH tunnels to each master's loopback.
+
+Everything here talks to a master through ``Session.tunnel`` (a local port forwarded to
+the master's 127.0.0.1) with the credentials that master's own components use: the
+apiserver-etcd-client cert for etcd, the cluster CA plus the admin client cert for the
+apiserver. Pod states from the node (lab runner / crictl) turn "not running" into a fast,
+honest failure instead of a four-minute wait.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from bootstrap.errors import BootstrapError, WaitTimeout
+from bootstrap.httpcheck import ClientTLS, HTTPCheckError, get, request
+from bootstrap.inventory.model import (
+    API_PORT,
+    CONTROLLER_MANAGER_PORT,
+    ETCD_CLIENT_PORT,
+    ETCD_METRICS_PORT,
+    SCHEDULER_PORT,
+    Master,
+)
+from bootstrap.session import Session
+
+if TYPE_CHECKING:
+    from bootstrap.etcd import Status, TLSFiles
+    from bootstrap.podstate import PodState
+    from bootstrap.verify import VerifyReport
+
+PROBE_TIMEOUT = 2.0  # one health request; the poll interval paces the retries
+POD_STATE_EVERY = 2.0  # seconds between reads of the node's pod states while waiting
+FATAL_PHASES = ("ImageUnavailable", "Failed")  # a pod in these will not come up by waiting
+
+
+def etcd_tls(session: Session, name: str) -> TLSFiles:
+    from bootstrap.etcd import TLSFiles
+
+    root = session.credentials(name) / "etc/kubernetes/pki"
+    return TLSFiles(
+        ca=root / "etcd/ca.crt",
+        cert=root / "apiserver-etcd-client.crt",
+        key=root / "apiserver-etcd-client.key",
+    )
+
+
+def kubeconfig_tls(session: Session, name: str, kubeconfig: str = "admin.conf") -> ClientTLS:
+    """Client cert/key embedded in one of the master's kubeconfigs, as files."""
+    root = session.credentials(name)
+    cert = root / f"{kubeconfig}.crt"
+    key = root / f"{kubeconfig}.key"
+    if not cert.exists():
+        doc = yaml.safe_load((root / "etc/kubernetes" / kubeconfig).read_bytes())
+        user = doc["users"][0]["user"]
+        for target, field in ((cert, "client-certificate-data"), (key, "client-key-data")):
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(base64.b64decode(user[field]))
+    return ClientTLS(ca=root / "etc/kubernetes/pki/ca.crt", cert=cert, key=key)
+
+
+def _pod_states(session: Session) -> dict[str, dict[str, PodState]]:
+    from bootstrap.podstate import read_pod_states
+
+    return session.each_host(lambda _m, host: read_pod_states(host))
+
+
+def _log_tails(session: Session, component: str, names: list[str]) -> str:
+    from bootstrap.podstate import pod_log_tail
+
+    parts = []
+    for name in names:
+        tail = pod_log_tail(session.host(name), component)
+        parts.append(f"--- {component} log on {name} (last lines) ---\n{tail or '(empty)'}")
+    return "\n".join(parts)
+
+
+def wait_for(
+    session: Session,
+    phase: str,
+    what: str,
+    component: str,
+    probe: Callable[[], tuple[bool, str, list[str]]],
+    timeout: float,
+) -> None:
+    """Poll probe() until it says ok; show progress; fail fast on a pod that cannot start.
+
+    probe returns (ok, progress text, names of masters still failing).
+    """
+    interval = session.inventory.timeouts.poll_interval
+    deadline = time.monotonic() + timeout
+    last_text = ""
+    last_states = 0.0
+    failing: list[str] = []
+    session.console.event(phase, f"waiting for {what} (timeout {timeout:.0f}s)")
+    while True:
+        ok, text, failing = probe()
+        if ok:
+            session.console.event(phase, f"{what}: {text}")
+            return
+        if text != last_text:
+            session.console.event(phase, f"waiting for {what}: {text}")
+            last_text = text
+        now = time.monotonic()
+        if now - last_states >= POD_STATE_EVERY:
+            last_states = now
+            dead = {
+                name: state
+                for name, states in _pod_states(session).items()
+                if (state := states[component]).phase in FATAL_PHASES
+            }
+            if dead:
+                detail = "; ".join(f"{n}: {s.describe()}" for n, s in sorted(dead.items()))
+                raise WaitTimeout(
+                    f"{component} cannot start: {detail}",
+                    hint="the node reports the pod will not run; fix the cause, then re-run init"
+                    + (
+                        " (or limit checks with --components etcd on a lab without kube binaries)"
+                        if any(s.phase == "ImageUnavailable" for s in dead.values())
+                        else ""
+                    ),
+                )
+        if now >= deadline:
+            tails = _log_tails(session, component, failing or [m.name for m in session.masters])
+            raise WaitTimeout(
+                f"timed out after {timeout:.0f}s waiting for {what}; last state: {text}\n{tails}",
+                hint="raise the timeout in the inventory (timeouts:) if the hosts are slow",
+            )
+        time.sleep(interval)
+
+
+# --- etcd -----------------------------------------------------------------------------
+
+
+def etcd_statuses(session: Session) -> dict[str, Status | str]:
+    """Status of every master's local member through its tunnel, or the error text."""
+    from bootstrap.etcd import EtcdClient
+
+    def one(master: Master, _host: object) -> Status | str:
+        try:
+            port = session.tunnel(master.name, ETCD_CLIENT_PORT)
+            with EtcdClient(
+                "127.0.0.1", port, etcd_tls(session, master.name), timeout=PROBE_TIMEOUT
+            ) as client:
+                return client.status()
+        except BootstrapError as exc:
+            return exc.message.splitlines()[0]
+
+    return session.each_host(one)
+
+
+def wait_for_etcd_quorum(session: Session) -> None:
+    masters = session.masters
+
+    def probe() -> tuple[bool, str, list[str]]:
+        statuses = etcd_statuses(session)
+        answering = {n: s for n, s in statuses.items() if not isinstance(s, str)}
+        leaders = {s.leader_id for s in answering.values()}
+        failing = [n for n, s in statuses.items() if isinstance(s, str)]
+        has_leader = len(leaders) == 1 and 0 not in leaders
+        text = f"{len(answering)}/{len(masters)} members answering"
+        text += ", leader elected" if has_leader else ", no leader yet"
+        if failing:
+            text += " (" + "; ".join(f"{n}: {statuses[n]}" for n in failing) + ")"
+        return len(answering) == len(masters) and has_leader, text, failing
+
+    wait_for(session, "etcd", "etcd quorum", "etcd", probe, session.inventory.timeouts.etcd_quorum)
+
+
+# --- apiserver, controller-manager, scheduler ------------------------------------------
+
+
+def _https_status(
+    session: Session, name: str, port: int, path: str, tls: ClientTLS
+) -> tuple[bool, str]:
+    try:
+        local = session.tunnel(name, port)
+        result = get(
+            "127.0.0.1", local, path, tls=tls, timeout=PROBE_TIMEOUT, server_name="127.0.0.1"
+        )
+    except HTTPCheckError as exc:
+        return False, exc.message
+    except BootstrapError as exc:
+        return False, exc.message.splitlines()[0]
+    return result.status == 200, result.summary(80)
+
+
+def wait_for_apiservers(session: Session) -> None:
+    def probe() -> tuple[bool, str, list[str]]:
+        def one(master: Master, _host: object) -> tuple[bool, str]:
+            tls = kubeconfig_tls(session, master.name)
+            for path in ("/livez", "/livez/etcd"):
+                ok, text = _https_status(session, master.name, API_PORT, path, tls)
+                if not ok:
+                    return False, f"{path}: {text}"
+            return True, "live"
+
+        results = session.each_host(one)
+        failing = [n for n, (ok, _) in results.items() if not ok]
+        text = f"{len(results) - len(failing)}/{len(results)} apiservers live with etcd"
+        if failing:
+            text += " (" + "; ".join(f"{n}: {results[n][1]}" for n in failing) + ")"
+        return not failing, text, failing
+
+    wait_for(
+        session,
+        "control-plane",
+        "kube-apiserver /livez and /livez/etcd",
+        "kube-apiserver",
+        probe,
+        session.inventory.timeouts.apiserver_ready,
+    )
+    ensure_cluster_admins_binding(session)
+
+
+def ensure_cluster_admins_binding(session: Session) -> None:
+    """admin.conf (O=kubeadm:cluster-admins) can do nothing until this binding exists
+    (floor.md §5); create it once with the first master's super-admin.conf."""
+    first = session.masters[0].name
+    tls = kubeconfig_tls(session, first, "super-admin.conf")
+    body = (
+        b'{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding",'
+        b'"metadata":{"name":"kubeadm:cluster-admins"},'
+        b'"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},'
+        b'"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"kubeadm:cluster-admins"}]}'
+    )
+    port = session.tunnel(first, API_PORT)
+    result = request(
+        "127.0.0.1",
+        port,
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        method="POST",
+        body=body,
+        headers={"Content-Type": "application/json"},
+        tls=tls,
+        timeout=10,
+        server_name="127.0.0.1",
+    )
+    if result.status not in (200, 201, 409):  # 409: it already exists
+        raise WaitTimeout(
+            f"creating ClusterRoleBinding kubeadm:cluster-admins: {result.summary()}",
+            hint="check the apiserver log on " + first,
+        )
+    session.console.event("control-plane", "ClusterRoleBinding kubeadm:cluster-admins present")
+
+
+def component_probe_path(session: Session, component: str) -> tuple[int, str]:
+    if component == "kube-controller-manager":
+        return CONTROLLER_MANAGER_PORT, "/healthz"
+    livez = session.inventory.kubernetes_minor >= (1, 32)
+    return SCHEDULER_PORT, "/livez" if livez else "/healthz"
+
+
+def wait_for_component(session: Session, component: str) -> None:
+    port, path = component_probe_path(session, component)
+    # Their serving certs are self-signed (no cluster CA to check against); kubeadm and the
+    # kubelet skip verification for these probes too. Only liveness is read here.
+    tls = ClientTLS(ca=None, verify=False)
+
+    def probe() -> tuple[bool, str, list[str]]:
+        results = session.each_host(lambda m, _h: _https_status(session, m.name, port, path, tls))
+        failing = [n for n, (ok, _) in results.items() if not ok]
+        text = f"{len(results) - len(failing)}/{len(results)} {component} {path} ok"
+        if failing:
+            text += " (" + "; ".join(f"{n}: {results[n][1]}" for n in failing) + ")"
+        return not failing, text, failing
+
+    wait_for(
+        session,
+        "control-plane",
+        f"{component} {path}",
+        component,
+        probe,
+        session.inventory.timeouts.component_ready,
+    )
+
+
+# --- verify --------------------------------------------------------------------------
+
+
+def verify(session: Session) -> VerifyReport:
+    from bootstrap.verify import Expected, MasterEndpoints, VerifyCredentials, verify_masters
+
+    components = session.options.components
+    states = _pod_states(session)
+
+    def endpoint(name: str, port: int, component: str) -> tuple[str, int] | None:
+        if component not in components:
+            return None
+        return ("127.0.0.1", session.tunnel(name, port))
+
+    endpoints = []
+    for m in session.masters:
+        endpoints.append(
+            MasterEndpoints(
+                name=m.name,
+                etcd_client=("127.0.0.1", session.tunnel(m.name, ETCD_CLIENT_PORT)),
+                etcd_metrics=("127.0.0.1", session.tunnel(m.name, ETCD_METRICS_PORT)),
+                apiserver=endpoint(m.name, API_PORT, "kube-apiserver"),
+                controller_manager=endpoint(
+                    m.name, CONTROLLER_MANAGER_PORT, "kube-controller-manager"
+                ),
+                scheduler=endpoint(m.name, SCHEDULER_PORT, "kube-scheduler"),
+            )
+        )
+    first = session.masters[0].name
+    admin = kubeconfig_tls(session, first)
+    etcd = etcd_tls(session, first)
+    creds = VerifyCredentials(
+        etcd=etcd,
+        cluster_ca=Path(str(admin.ca)),
+        admin_cert=Path(str(admin.cert)),
+        admin_key=Path(str(admin.key)),
+    )
+    expected = Expected(
+        members={m.name: m.peer_url for m in session.masters},
+        etcd_version=session.inventory.etcd_semver,
+        kubernetes_minor=session.inventory.kubernetes_minor,
+    )
+    return verify_masters(endpoints, expected, creds, components=components, pod_states=states)
