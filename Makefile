@@ -1,0 +1,50 @@
+# The two commands: `make demo` (main job on the local lab) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LAB_MASTERS ?= 3
+
+.PHONY: venv test lint typecheck unit demo lab-up lab-down lab-status bench render clean
+
+$(BIN)/bootstrap: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=25.1"
+	$(BIN)/pip install -q -e . --group dev
+	touch $@
+
+venv: $(BIN)/bootstrap
+
+lint: venv
+	$(BIN)/ruff check bootstrap lab tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q
+
+# The test command (README): lint, types, then every test (lab tests need root).
+test: lint typecheck unit
+
+# Offline: render the example inventory's three master trees.
+render: venv
+	$(BIN)/bootstrap render --inventory inventory.example.yaml --out build/render
+
+# The main job on the local lab: lab up, bootstrap init, verify table; the lab stays up.
+demo: venv
+	./lab/demo.sh $(LAB_MASTERS)
+
+lab-up: venv
+	$(BIN)/python -m lab up --masters $(LAB_MASTERS)
+
+lab-down: venv
+	$(BIN)/python -m lab down
+
+lab-status: venv
+	$(BIN)/python -m lab status
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf build .bootstrap
