@@ -38,7 +38,7 @@ status=0
 "$bin/bootstrap" init --inventory lab/.state/masters.yaml --components "$components" || status=$?
 echo
 echo "== Second run (must change nothing):"
-"$bin/bootstrap" init --inventory lab/.state/masters.yaml --components "$components" --skip-phases preflight || status=$?
+"$bin/bootstrap" init --inventory lab/.state/masters.yaml --components "$components" || status=$?
 echo
 "$bin/python" -m lab status || true
 echo
