@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Prepares one Debian 12 VM as a master for `bootstrap init` (run as root by Vagrant):
+# swap off, the kernel settings the kubelet needs, containerd (systemd cgroup driver) and
+# runc, kubelet/kubectl/crictl from the Kubernetes package repository of one minor
+# version, and a kubelet that runs the static pods in /etc/kubernetes/manifests before
+# /etc/kubernetes/kubelet.conf exists and registers the node once bootstrap wrote it.
+#
+# Usage: master.sh NODE_IP   (environment: KUBERNETES_MINOR, FILES, PAUSE_IMAGE)
+# Safe to run again (`vagrant provision`).
+set -euo pipefail
+
+NODE_IP="${1:?usage: master.sh NODE_IP}"
+# Keep equal to the minor of masters.yaml's kubernetesVersion (tests/test_vagrant.py).
+KUBERNETES_MINOR="${KUBERNETES_MINOR:-v1.34}"
+# What the Vagrantfile's file provisioner uploaded (vagrant/files/).
+FILES="${FILES:-/tmp/bootstrap-files}"
+# kubeadm v1.34's pause image; containerd's own default is older.
+PAUSE_IMAGE="${PAUSE_IMAGE:-registry.k8s.io/pause:3.10}"
+
+export DEBIAN_FRONTEND=noninteractive
+APT_OPTS=(-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+
+die() {
+  echo "master.sh: $*" >&2
+  exit 1
+}
+
+log() {
+  echo "==> $*"
+}
+
+check_inputs() {
+  [[ "$KUBERNETES_MINOR" =~ ^v1\.[0-9]+$ ]] || die "KUBERNETES_MINOR must look like v1.34, got '$KUBERNETES_MINOR'"
+  [[ "$NODE_IP" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "NODE_IP must be an IPv4 address, got '$NODE_IP'"
+  [[ -f "$FILES/kubelet-config.yaml" ]] || die "$FILES/kubelet-config.yaml missing (file provisioner did not run?)"
+}
+
+disable_swap() {
+  log "swap off (now and in /etc/fstab)"
+  swapoff -a
+  # Comment out every active swap entry so it stays off after a reboot.
+  sed -ri '/^[^#].*[[:space:]]swap[[:space:]]/s/^/#/' /etc/fstab
+  systemctl daemon-reload
+}
+
+kernel_settings() {
+  log "kernel modules overlay, br_netfilter; sysctls"
+  cat >/etc/modules-load.d/kubernetes.conf <<'CONF'
+overlay
+br_netfilter
+CONF
+  modprobe overlay
+  modprobe br_netfilter
+  cat >/etc/sysctl.d/99-kubernetes.conf <<'CONF'
+net.ipv4.ip_forward = 1
+net.bridge.bridge-nf-call-iptables = 1
+net.bridge.bridge-nf-call-ip6tables = 1
+CONF
+  sysctl --system >/dev/null
+}
+
+install_containerd() {
+  log "containerd + runc (systemd cgroup driver)"
+  apt-get update -q
+  apt-get install "${APT_OPTS[@]}" --no-install-recommends \
+    containerd runc ca-certificates curl gpg apt-transport-https
+  install -d -m 0755 /etc/containerd
+  local config=/etc/containerd/config.toml
+  containerd config default >"$config.new"
+  # The kubelet is configured with cgroupDriver: systemd; containerd must agree.
+  sed -i \
+    -e 's/SystemdCgroup = false/SystemdCgroup = true/' \
+    -e "s#sandbox_image = \".*\"#sandbox_image = \"$PAUSE_IMAGE\"#" \
+    "$config.new"
+  grep -q 'SystemdCgroup = true' "$config.new" || die "could not set SystemdCgroup = true in $config"
+  mv "$config.new" "$config"
+  systemctl enable containerd
+  systemctl restart containerd
+}
+
+install_kubernetes_packages() {
+  log "kubelet, kubectl, cri-tools from the $KUBERNETES_MINOR package repository"
+  local repo="https://pkgs.k8s.io/core:/stable:/$KUBERNETES_MINOR/deb/"
+  local keyring=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
+  install -d -m 0755 /etc/apt/keyrings
+  curl -fsSL "${repo}Release.key" | gpg --batch --yes --dearmor -o "$keyring"
+  chmod 0644 "$keyring"
+  echo "deb [signed-by=$keyring] $repo /" >/etc/apt/sources.list.d/kubernetes.list
+  apt-get update -q
+  # A re-provision with another KUBERNETES_MINOR must be allowed to move the packages.
+  apt-mark unhold kubelet kubectl cri-tools >/dev/null || true
+  apt-get install "${APT_OPTS[@]}" kubelet kubectl cri-tools
+  apt-mark hold kubelet kubectl cri-tools
+}
+
+configure_kubelet() {
+  log "kubelet: static pods from /etc/kubernetes/manifests, node IP $NODE_IP"
+  install -d -m 0755 /etc/kubernetes
+  install -d -m 0700 /etc/kubernetes/manifests
+  install -d -m 0700 /var/lib/kubelet
+  install -m 0644 "$FILES/kubelet-config.yaml" /var/lib/kubelet/config.yaml
+  install -m 0644 "$FILES/kubelet-config-standalone.yaml" /var/lib/kubelet/config-standalone.yaml
+  install -m 0755 "$FILES/kubelet-start.sh" /usr/local/bin/kubelet-start
+  install -d -m 0755 /etc/systemd/system/kubelet.service.d
+  install -m 0644 "$FILES/10-bootstrap.conf" /etc/systemd/system/kubelet.service.d/10-bootstrap.conf
+  install -m 0644 "$FILES/kubelet-kubeconfig.path" /etc/systemd/system/kubelet-kubeconfig.path
+  install -m 0644 "$FILES/kubelet-kubeconfig.service" /etc/systemd/system/kubelet-kubeconfig.service
+  install -m 0644 "$FILES/crictl.yaml" /etc/crictl.yaml
+  # Without --node-ip the kubelet would report the provider's NAT/management address.
+  echo "KUBELET_EXTRA_ARGS=--node-ip=$NODE_IP" >/etc/default/kubelet
+  systemctl daemon-reload
+  systemctl enable --now kubelet-kubeconfig.path
+  systemctl enable kubelet
+  systemctl restart kubelet
+}
+
+report() {
+  log "done: $(hostname) $NODE_IP, $(kubelet --version), containerd $(containerd --version | awk '{print $3}')"
+  systemctl --no-pager --lines=0 status kubelet || true
+}
+
+check_inputs
+disable_swap
+kernel_settings
+install_containerd
+install_kubernetes_packages
+configure_kubelet
+report
