@@ -1,0 +1,587 @@
+"""The lab as a library: up, down, status, exec_in, read_host_file, link_down/link_up.
+
+`python -m lab` (lab.cli) is a thin layer over these; tests and the smoke test call
+them directly. Everything here needs root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import hostfiles, inventory, netsetup, procs, record
+from lab.config import (
+    BOOTSTRAP_STATE,
+    BRIDGE,
+    CLEAN_PATH,
+    CLIENT_KEY,
+    DEFAULT_SUBNET,
+    HOST_BIN_DIR,
+    HOST_DIR_BINDS,
+    HOST_FILE_BINDS,
+    HOST_MANIFESTS,
+    HOST_POD_LOGS,
+    HOST_RUNNER_LOG,
+    HOST_RUNNER_STATUS,
+    HOST_SSHD_LOG,
+    HOSTS_DIR,
+    INVENTORY,
+    KNOWN_HOSTS,
+    NS_DIR,
+    RECORD,
+    REPO,
+    STATE,
+    SUDOERS_FILE,
+    HostSpec,
+    LabError,
+    LabPlan,
+    plan,
+)
+
+Log = Callable[[str], None]
+READY_TIMEOUT = 30.0
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    inventory: Path
+    hosts: tuple[HostInfo, ...]
+    ssh_key: Path
+    known_hosts: Path
+    bin_dir: Path
+    etcd_version: str
+    kubernetes_version: str
+    kube_binaries: tuple[str, ...]  # which of apiserver/cm/scheduler the bin dir has
+    runner: bool  # False: lab/runner missing, hosts run without a kubelet
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def host(self, name: str) -> HostInfo:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError(
+            "the lab needs root (network/mount/PID namespaces, bridge, routes, sshd)",
+            hint="run as root: sudo .venv/bin/python -m lab ...",
+            exit_code=2,
+        )
+
+
+def runner_available() -> bool:
+    return (REPO / "lab" / "runner" / "__main__.py").is_file()
+
+
+# ---------------------------------------------------------------------------- up
+
+
+def lab_exists(rec: dict[str, Any] | None) -> list[str]:
+    """What of a lab (ours or a crashed one) is present right now."""
+    found = []
+    if rec is not None:
+        found.append(f"record {RECORD}")
+    found += [f"netns {n}" for n in netsetup.lab_netns()]
+    found += [f"link {n}" for n in netsetup.lab_links()]
+    found += [f"mount {m}" for m in _mounts_under(STATE)]
+    return found
+
+
+def up(
+    masters: int = 3,
+    bin_dir: Path | str | None = None,
+    subnet: str = DEFAULT_SUBNET,
+    log: Log = _quiet,
+) -> LabInfo:
+    require_root()
+    lab = plan(masters, subnet)
+    started = time.monotonic()
+    with record.locked():
+        present = lab_exists(record.load())
+        if present:
+            raise LabError(
+                "a lab is already up (or left over): " + ", ".join(present),
+                hint="use it, or run `python -m lab down` first",
+            )
+        netsetup.preflight(lab)
+        rec: dict[str, Any] = {
+            "version": 1,
+            "created": time.time(),
+            "subnet": str(lab.subnet),
+            "hosts": {},
+            "created_paths": [],
+            "complete": False,
+        }
+        record.save(rec)
+        try:
+            info = _build(lab, rec, Path(bin_dir) if bin_dir else None, log)
+        except BaseException:
+            log("up failed: tearing down what was made")
+            with contextlib.suppress(Exception):
+                _teardown(rec, _quiet)
+                _clean_data(rec)
+                record.remove()
+            raise
+    return LabInfo(**{**info.__dict__, "seconds": time.monotonic() - started})
+
+
+def _build(lab: LabPlan, rec: dict[str, Any], bin_dir: Path | None, log: Log) -> LabInfo:
+    notes: list[str] = []
+    bins = inventory.prepare_bin_dir(bin_dir)
+    etcd_version = inventory.etcd_version(bins)
+    kube_version = inventory.kubernetes_version(bins)
+    kube_bins = inventory.kube_binaries(bins)
+    rec["bin_dir"] = str(bins)
+    if not kube_bins:
+        notes.append(
+            f"no kube-apiserver/controller-manager/scheduler in {bins}: the runner reports "
+            "those pods ImageUnavailable (pass --bin-dir DIR to run them for real)"
+        )
+    runner = runner_available()
+    if not runner:
+        notes.append("lab/runner is missing: hosts are up WITHOUT the lab kubelet")
+
+    client_pub = hostfiles.ensure_client_key()
+    created: list[str] = rec["created_paths"]
+    rec["sudoers"] = str(SUDOERS_FILE)
+    record.save(rec)
+    hostfiles.ensure_sudo_user(created)
+    known = [hostfiles.prepare_host(lab, h, client_pub) for h in lab.hosts]
+    for _src, target in HOST_DIR_BINDS:
+        _ensure_dir(Path(target), created)
+    _ensure_dir(BOOTSTRAP_STATE, created, mode=0o700)
+    record.save(rec)
+
+    log(f"network: bridge {BRIDGE} {lab.bridge_address}/{lab.subnet.prefixlen}")
+    rec["safety_route"] = True
+    record.save(rec)
+    netsetup.add_safety_route(lab)
+    rec["bridge"] = BRIDGE
+    record.save(rec)
+    netsetup.add_bridge(lab)
+    rule = netsetup.forward_rule_needed()
+    if rule:
+        rec["forward_rule"] = rule
+        record.save(rec)
+        netsetup.add_forward_rule(rule)
+    for host in lab.hosts:
+        rec["hosts"][host.name] = {"address": host.address, "netns": host.netns, "veth": host.veth}
+        record.save(rec)
+        netsetup.add_host_network(lab, host)
+    netsetup.check_routes_via_bridge(lab)
+
+    _make_handle_dir(rec)
+    starts = [_start_host(lab, h, bins, runner, rec) for h in lab.hosts]
+    record.save(rec)
+    for host, (wrapper, ready_fd) in zip(lab.hosts, starts, strict=True):
+        _await_ready(host, wrapper, ready_fd)
+        _record_host(rec, host, wrapper.pid)
+        log(f"host {host.name} {host.address}: sshd up" + (", runner started" if runner else ""))
+    hostfiles.write_known_hosts(known)
+    kube = kube_version or inventory.DEFAULT_KUBERNETES_VERSION
+    inv = inventory.write_inventory(lab, etcd_version, kube_version)
+    rec["complete"] = True
+    record.save(rec)
+    return LabInfo(
+        inventory=inv,
+        hosts=tuple(HostInfo(h.name, h.address) for h in lab.hosts),
+        ssh_key=CLIENT_KEY,
+        known_hosts=KNOWN_HOSTS,
+        bin_dir=bins,
+        etcd_version=etcd_version,
+        kubernetes_version=kube,
+        kube_binaries=tuple(kube_bins),
+        runner=runner,
+        notes=tuple(notes),
+    )
+
+
+def _ensure_dir(path: Path, created: list[str], mode: int = 0o755) -> None:
+    if not path.exists():
+        path.mkdir(parents=True, mode=mode)
+        created.append(str(path))
+
+
+def _make_handle_dir(rec: dict[str, Any]) -> None:
+    """Pitfall 2: `unshare --mount=FILE` needs FILE's parent mount to be private."""
+    NS_DIR.mkdir(parents=True, exist_ok=True)
+    rec["ns_dir_bind"] = str(NS_DIR)
+    record.save(rec)
+    netsetup.run(["mount", "--bind", str(NS_DIR), str(NS_DIR)])
+    netsetup.run(["mount", "--make-private", str(NS_DIR)])
+
+
+def _hostinit_config(host: HostSpec, bins: Path, runner: bool, ready_fd: int) -> dict[str, Any]:
+    data = host.data_dir
+    cfg: dict[str, Any] = {
+        "name": host.name,
+        "address": host.address,
+        "ready_fd": ready_fd,
+        "ns_dir": str(NS_DIR),
+        "bin_dir": str(bins),
+        "host_bin_dir": HOST_BIN_DIR,
+        "dir_binds": [[str(data / src), target] for src, target in HOST_DIR_BINDS],
+        "file_binds": [[str(data / src), target] for src, target in HOST_FILE_BINDS],
+        "hidden": [str(BOOTSTRAP_STATE), str(STATE)],
+        "sshd_log": HOST_SSHD_LOG,
+        "runner": None,
+    }
+    if runner:
+        cfg["runner"] = {
+            "argv": [
+                sys.executable, "-m", "lab.runner",
+                "--manifests", HOST_MANIFESTS,
+                "--status", HOST_RUNNER_STATUS,
+                "--logs", HOST_POD_LOGS,
+                "--bin-dir", HOST_BIN_DIR,
+            ],
+            "env": {"PATH": CLEAN_PATH, "PYTHONPATH": str(REPO)},
+            "log": HOST_RUNNER_LOG,
+        }
+    return cfg
+
+
+def _start_host(
+    lab: LabPlan, host: HostSpec, bins: Path, runner: bool, rec: dict[str, Any]
+) -> tuple[subprocess.Popen[bytes], int]:
+    for handle in (host.mnt_handle, host.uts_handle):
+        handle.touch()
+    read_fd, write_fd = os.pipe()
+    cfg = _hostinit_config(host, bins, runner, write_fd)
+    argv = [
+        "nsenter", f"--net=/run/netns/{host.netns}", "--",
+        # Pitfall 3: nsenter, not `ip netns exec` (that leaves a dead mount handle).
+        "unshare", f"--mount={host.mnt_handle}", f"--uts={host.uts_handle}",
+        "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private",
+        "--", sys.executable, "-m", "lab.hostinit", json.dumps(cfg),
+    ]
+    wrapper_log = open(host.data_dir / "wrapper.log", "ab")  # noqa: SIM115 - child keeps it
+    try:
+        wrapper = subprocess.Popen(
+            argv, env={"PATH": CLEAN_PATH, "PYTHONPATH": str(REPO)}, cwd="/",
+            stdin=subprocess.DEVNULL, stdout=wrapper_log, stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,), start_new_session=True,
+        )
+    finally:
+        os.close(write_fd)
+        wrapper_log.close()
+    rec["hosts"][host.name]["wrapper_pid"] = wrapper.pid
+    return wrapper, read_fd
+
+
+def _await_ready(host: HostSpec, wrapper: subprocess.Popen[bytes], ready_fd: int) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LabError(f"host {host.name} not ready after {READY_TIMEOUT:.0f} s")
+            readable, _, _ = select.select([ready_fd], [], [], min(left, 0.5))
+            if readable:
+                chunk = os.read(ready_fd, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+    finally:
+        os.close(ready_fd)
+    answer = buf.decode(errors="replace").strip()
+    if answer != "ok":
+        log_path = host.data_dir / "wrapper.log"
+        tail = log_path.read_text(errors="replace")[-1500:] if log_path.exists() else ""
+        raise LabError(
+            f"host {host.name} failed to start: {answer or 'no answer'}"
+            + (f"\n{tail.strip()}" if tail.strip() else ""),
+            hint=f"wrapper exit status {wrapper.poll()}",
+        )
+
+
+def _record_host(rec: dict[str, Any], host: HostSpec, wrapper_pid: int) -> None:
+    children = Path(f"/proc/{wrapper_pid}/task/{wrapper_pid}/children").read_text().split()
+    if len(children) != 1:
+        raise LabError(f"host {host.name}: expected one init under unshare, got {children}")
+    init_pid = int(children[0])
+    entry = rec["hosts"][host.name]
+    entry.update(
+        init_pid=init_pid,
+        mnt_handle=str(host.mnt_handle),
+        uts_handle=str(host.uts_handle),
+        inodes={
+            kind: procs.ns_inode(f"/proc/{init_pid}/ns/{kind}") for kind in ("net", "mnt", "pid")
+        },
+    )
+    record.save(rec)
+
+
+# -------------------------------------------------------------------------- down
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4] for line in fh]
+    return [p for p in points if p == str(root) or p.startswith(prefix)]
+
+
+def _lab_inodes(rec: dict[str, Any]) -> tuple[dict[str, set[int]], set[int]]:
+    """Namespace inodes of the lab, only from handles that still exist (pitfall 11)."""
+    inodes: dict[str, set[int]] = {"net": set(), "mnt": set(), "pid": set()}
+    names = set(netsetup.lab_netns()) | {h["netns"] for h in rec.get("hosts", {}).values()}
+    for name in names:
+        path = f"/run/netns/{name}"
+        if procs.is_nsfs(path):
+            inodes["net"].add(os.stat(path).st_ino)
+    if NS_DIR.is_dir():
+        for handle in NS_DIR.glob("*.mnt"):
+            if procs.is_nsfs(handle):
+                inodes["mnt"].add(handle.stat().st_ino)
+    wrappers: set[int] = set()
+    for host in rec.get("hosts", {}).values():
+        recorded = host.get("inodes") or {}
+        lab_alive = recorded.get("net") in inodes["net"] or recorded.get("mnt") in inodes["mnt"]
+        if lab_alive and recorded.get("pid"):
+            inodes["pid"].add(int(recorded["pid"]))
+        for key in ("wrapper_pid", "init_pid"):
+            if host.get(key):
+                wrappers.add(int(host[key]))
+    # Wrappers/inits of a lab whose record was lost: recognise them by command line.
+    for pid in procs.in_namespaces(inodes):
+        if "lab.hostinit" in procs.cmdline(pid):
+            wrappers.add(pid)
+            ino = procs.ns_inode(f"/proc/{pid}/ns/pid")
+            if ino is not None and procs.cmdline(pid)[:1] != ["unshare"]:
+                inodes["pid"].add(ino)
+    return inodes, wrappers
+
+
+def _umount(path: str) -> None:
+    if netsetup.run(["umount", path], check=False).returncode != 0:
+        netsetup.run(["umount", "-l", path], check=False)
+
+
+def _teardown(rec: dict[str, Any], log: Log) -> dict[str, set[int]]:
+    inodes, wrappers = _lab_inodes(rec)
+    stubborn = procs.end_all(inodes, wrappers)
+    if stubborn:
+        log(f"processes that would not die: {stubborn}")
+    # Mounts under lab/.state in this namespace: handles, then the handle dir itself.
+    for _round in range(4):
+        mounts = sorted(set(_mounts_under(STATE)), key=len, reverse=True)
+        if not mounts:
+            break
+        for point in mounts:
+            _umount(point)
+    names = set(netsetup.lab_netns()) | {h["netns"] for h in rec.get("hosts", {}).values()}
+    for name in sorted(names):
+        netsetup.del_netns(name)
+    for link in netsetup.lab_links():
+        if link != BRIDGE:
+            netsetup.del_link(link)
+    if BRIDGE in netsetup.lab_links():
+        netsetup.del_link(BRIDGE)
+    if rec.get("forward_rule"):
+        netsetup.del_forward_rule(rec["forward_rule"])
+    # The safety route goes last: without the bridge the subnet must stay unreachable.
+    for subnet in {rec.get("subnet") or DEFAULT_SUBNET, DEFAULT_SUBNET}:
+        if netsetup.safety_route_present(ipaddress.IPv4Network(subnet)):
+            netsetup.del_safety_route(subnet)
+    SUDOERS_FILE.unlink(missing_ok=True)
+    return inodes
+
+
+def _clean_data(rec: dict[str, Any]) -> None:
+    """Per-host data goes, so the next `up` is fresh; the client key stays."""
+    if _mounts_under(STATE):
+        return  # never rm -rf through a mount
+    for path in (HOSTS_DIR, NS_DIR):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in (INVENTORY, KNOWN_HOSTS):
+        path.unlink(missing_ok=True)
+    for created in reversed(rec.get("created_paths", [])):
+        if created.startswith("/"):
+            with contextlib.suppress(OSError):
+                Path(created).rmdir()  # only if still empty
+
+
+def leftovers(rec: dict[str, Any], inodes: dict[str, set[int]]) -> list[str]:
+    """Everything of the lab still present (empty list: nothing is left)."""
+    left = [f"netns {n}" for n in netsetup.lab_netns()]
+    left += [f"link {n}" for n in netsetup.lab_links()]
+    for subnet in {rec.get("subnet") or DEFAULT_SUBNET, DEFAULT_SUBNET}:
+        left += [
+            f"route {json.dumps(r)}"
+            for r in netsetup.subnet_routes(ipaddress.IPv4Network(subnet))
+        ]
+    left += [f"mount {m}" for m in _mounts_under(STATE)]
+    left += [
+        f"process {pid} {' '.join(procs.cmdline(pid))[:120]}"
+        for pid in procs.in_namespaces(inodes)
+    ]
+    if rec.get("forward_rule") and netsetup.forward_rule_present(rec["forward_rule"]):
+        left.append(f"iptables rule {' '.join(rec['forward_rule'])}")
+    if SUDOERS_FILE.exists():
+        left.append(f"file {SUDOERS_FILE}")
+    return left
+
+
+def down(log: Log = _quiet) -> bool:
+    """Tear the lab down; False if there was nothing to tear down. Raises on leftovers."""
+    require_root()
+    with record.locked():
+        rec = record.load() or {}
+        if not lab_exists(rec or None) and not SUDOERS_FILE.exists() and not any(
+            netsetup.safety_route_present(ipaddress.IPv4Network(s))
+            for s in {rec.get("subnet") or DEFAULT_SUBNET, DEFAULT_SUBNET}
+        ):
+            return False
+        inodes = _teardown(rec, log)
+        left = leftovers(rec, inodes)
+        if left:
+            raise LabError(
+                "lab down left things behind:\n  " + "\n  ".join(left),
+                hint="run `python -m lab down` again; the record is kept",
+            )
+        _clean_data(rec)
+        record.remove()
+    return True
+
+
+# ------------------------------------------------------------ using a lab that is up
+
+
+def _host_entry(name: str) -> dict[str, Any]:
+    rec = record.load()
+    if rec is None or name not in rec.get("hosts", {}):
+        known = ", ".join(sorted((rec or {}).get("hosts", {}))) or "none: no lab is up"
+        raise LabError(f"no lab host {name!r} (hosts: {known})", exit_code=2)
+    entry: dict[str, Any] = rec["hosts"][name]
+    return entry
+
+
+def _live_init(name: str, entry: dict[str, Any]) -> int | None:
+    pid = entry.get("init_pid")
+    net = procs.ns_inode(f"/run/netns/{entry['netns']}")
+    if not pid or net is None or not procs.alive(int(pid)):
+        return None
+    if procs.ns_inode(f"/proc/{pid}/ns/net") != net:
+        return None  # a reused PID, not our host's init
+    return int(pid)
+
+
+def enter_argv(name: str) -> list[str]:
+    """The nsenter prefix that puts a command inside host `name` (all its namespaces)."""
+    entry = _host_entry(name)
+    init = _live_init(name, entry)
+    if init is None:
+        raise LabError(f"lab host {name} is not running", hint="python -m lab status")
+    return ["nsenter", f"--target={init}", "--net", "--mount", "--uts", "--pid",
+            "--root", "--wd", "--"]
+
+
+def host_env() -> dict[str, str]:
+    # Clean: etcd/etcdctl read every ETCD_* variable as a flag (pitfall 5).
+    return {"PATH": CLEAN_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
+
+
+def exec_in(
+    host: str, argv: list[str], input: bytes | None = None, timeout: float | None = 60
+) -> subprocess.CompletedProcess[bytes]:
+    require_root()
+    return subprocess.run(
+        [*enter_argv(host), *argv], input=input, capture_output=True, timeout=timeout,
+        env=host_env(), check=False,
+    )
+
+
+def read_host_file(host: str, path: str) -> bytes:
+    proc = exec_in(host, ["cat", "--", path])
+    if proc.returncode != 0:
+        raise LabError(f"{host}:{path}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def link_down(host: str) -> None:
+    """Pull host's cable (its veth in the root namespace goes down)."""
+    require_root()
+    netsetup.set_link(_host_entry(host)["veth"], up=False)
+
+
+def link_up(host: str) -> None:
+    require_root()
+    netsetup.set_link(_host_entry(host)["veth"], up=True)
+
+
+def _host_processes(init: int) -> list[int]:
+    pid_ns = procs.ns_inode(f"/proc/{init}/ns/pid")
+    return procs.in_namespaces({"pid": {pid_ns}} if pid_ns else {})
+
+
+def status() -> dict[str, Any]:
+    """Per host: namespace, init, sshd, runner, and the runner's status.json."""
+    require_root()
+    rec = record.load()
+    if rec is None:
+        return {"up": False, "hosts": []}
+    hosts = []
+    for name, entry in sorted(rec.get("hosts", {}).items()):
+        init = _live_init(name, entry)
+        sshd = runner = None
+        if init is not None:
+            for pid in _host_processes(init):
+                cmd = procs.cmdline(pid)
+                if "/usr/sbin/sshd -D" in " ".join(cmd):  # listener retitles itself
+                    sshd = pid
+                if "lab.runner" in cmd and "-m" in cmd:
+                    runner = pid
+        status_file = HOSTS_DIR / name / "var-lib-kubelet" / Path(HOST_RUNNER_STATUS).relative_to(
+            "/var/lib/kubelet"
+        )
+        runner_status: Any = None
+        runner_error = None
+        try:
+            runner_status = json.loads(status_file.read_text())
+        except FileNotFoundError:
+            runner_error = "no status.json yet"
+        except (OSError, ValueError) as exc:
+            runner_error = f"unreadable status.json: {exc}"
+        hosts.append({
+            "name": name,
+            "address": entry.get("address"),
+            "netns": os.path.exists(f"/run/netns/{entry['netns']}"),
+            "init_pid": init,
+            "sshd_pid": sshd,
+            "runner_pid": runner,
+            "runner_status": runner_status,
+            "runner_status_error": runner_error,
+        })
+    return {"up": bool(rec.get("complete")), "subnet": rec.get("subnet"), "hosts": hosts}
+
+
+def pod_log_path(host: str, pod: str) -> str:
+    if "/" in pod or pod.startswith("."):
+        raise LabError(f"bad pod name {pod!r}", exit_code=2)
+    return f"{HOST_POD_LOGS}/{pod}.log"

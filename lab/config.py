@@ -1,0 +1,121 @@
+"""Names, paths and addresses of the lab. One place, so `down` and `up` agree."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = REPO / "lab" / ".state"
+RECORD = STATE / "lab.json"
+LOCK = STATE / "lock"
+NS_DIR = STATE / "ns"  # persistent mount/UTS namespace handles (a private bind mount)
+HOSTS_DIR = STATE / "hosts"
+SSH_DIR = STATE / "ssh"
+CLIENT_KEY = SSH_DIR / "id_ed25519"
+KNOWN_HOSTS = SSH_DIR / "known_hosts"
+DEFAULT_BIN_DIR = STATE / "bin"
+INVENTORY = STATE / "masters.yaml"
+BOOTSTRAP_STATE = REPO / ".bootstrap"  # the tool's local PKI: hidden from every host
+
+PREFIX = "bslab"  # netns names, veth names and the bridge all start with it
+BRIDGE = f"{PREFIX}0"
+DEFAULT_SUBNET = "10.213.0.0/24"
+SUDOERS_FILE = Path("/etc/sudoers.d/bslab-labadmin")
+SUDO_USER = "labadmin"
+
+# Inside a host: where the bin dir is bound (read-only) and what the runner is given.
+HOST_BIN_DIR = "/run/bslab/bin"
+HOST_MANIFESTS = "/etc/kubernetes/manifests"
+HOST_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
+HOST_POD_LOGS = "/var/log/pods"
+HOST_RUNNER_LOG = "/var/log/lab-runner.log"
+HOST_SSHD_LOG = "/var/log/sshd.log"
+CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Per-host directory (under hosts/<name>/) -> mount point inside the host.
+HOST_DIR_BINDS: tuple[tuple[str, str], ...] = (
+    ("etc-kubernetes", "/etc/kubernetes"),
+    ("var-lib-etcd", "/var/lib/etcd"),
+    ("var-lib-kubelet", "/var/lib/kubelet"),
+    ("etc-ssh", "/etc/ssh"),
+    ("var-log", "/var/log"),
+)
+HOST_FILE_BINDS: tuple[tuple[str, str], ...] = (
+    ("hostname", "/etc/hostname"),
+    ("hosts", "/etc/hosts"),
+    ("machine-id", "/etc/machine-id"),
+)
+
+MAX_MASTERS = 9
+
+
+class LabError(Exception):
+    """A lab failure with a message for the operator (no traceback)."""
+
+    def __init__(self, message: str, hint: str = "", exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str  # m1, m2, ...
+    index: int  # 1-based
+    address: str  # 10.213.0.11, ...
+
+    @property
+    def netns(self) -> str:
+        return f"{PREFIX}-{self.name}"
+
+    @property
+    def veth(self) -> str:  # root-namespace end; the host end is eth0
+        return f"{PREFIX}-{self.name}"
+
+    @property
+    def data_dir(self) -> Path:
+        return HOSTS_DIR / self.name
+
+    @property
+    def mnt_handle(self) -> Path:
+        return NS_DIR / f"{self.name}.mnt"
+
+    @property
+    def uts_handle(self) -> Path:
+        return NS_DIR / f"{self.name}.uts"
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    subnet: ipaddress.IPv4Network
+    hosts: tuple[HostSpec, ...]
+
+    @property
+    def bridge_address(self) -> str:
+        return str(self.subnet.network_address + 1)
+
+
+def plan(masters: int, subnet: str = DEFAULT_SUBNET) -> LabPlan:
+    if not 1 <= masters <= MAX_MASTERS:
+        raise LabError(f"--masters must be 1..{MAX_MASTERS}, got {masters}", exit_code=2)
+    try:
+        net = ipaddress.IPv4Network(subnet)
+    except ValueError as exc:
+        raise LabError(f"--subnet {subnet!r}: {exc}", exit_code=2) from exc
+    if net.prefixlen > 27 or not net.is_private:
+        raise LabError(
+            f"--subnet {subnet}: need a private IPv4 subnet of /27 or larger",
+            hint="the default 10.213.0.0/24 is reserved for the lab",
+            exit_code=2,
+        )
+    hosts = tuple(
+        HostSpec(name=f"m{i}", index=i, address=str(net.network_address + 10 + i))
+        for i in range(1, masters + 1)
+    )
+    return LabPlan(subnet=net, hosts=hosts)

@@ -1,0 +1,171 @@
+"""A lab host's PID 1: builds the host's mount view, starts sshd and the runner, reaps.
+
+Started by `lab up` as
+    nsenter --net=/run/netns/bslab-mN -- unshare --mount=H.mnt --uts=H.uts --pid --fork
+        --kill-child --mount-proc --propagation private -- python -m lab.hostinit CONFIG
+so it runs in the host's fresh mount/UTS/PID namespaces (lab-notes pitfalls 2-4, 9).
+It reports "ok" or "error: ..." on the inherited ready pipe, then stays alive as the
+namespace's init: when it dies the kernel kills every process of the host.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SetupError(Exception):
+    pass
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    rc = _libc.mount(
+        source.encode(), target.encode(), fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags), data.encode() if data else None,
+    )
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise SetupError(f"mount {source} on {target} ({fstype or 'bind'}): {os.strerror(err)}")
+
+
+def _umount_lazy(target: str) -> None:
+    if _libc.umount2(target.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (22, 2):  # EINVAL: not a mount point; ENOENT: gone
+            raise SetupError(f"umount {target}: {os.strerror(err)}")
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo") as fh:
+        return [line.split()[4] for line in fh]
+
+
+def bind(source: str, target: str, readonly: bool = False) -> None:
+    _mount(source, target, None, MS_BIND | MS_REC, None)
+    if readonly:
+        _mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
+
+
+def tmpfs(target: str, mode: str, extra: int = 0) -> None:
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | extra, f"mode={mode},size=64m")
+
+
+def build_mounts(cfg: dict[str, Any]) -> None:
+    # Pitfall 4: this namespace copied every mount, including other hosts' namespace
+    # handles and /run/netns, which would pin their namespaces. Drop them.
+    for path in (cfg["ns_dir"], "/run/netns"):
+        for _ in range(8):  # stacked mounts (ip netns binds /run/netns onto itself)
+            if path not in _mount_points():
+                break
+            _umount_lazy(path)
+    # sysfs shows the mounting netns' devices: remount it for this host.
+    _umount_lazy("/sys")
+    _mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV, None)
+
+    tmpfs("/run", "0755")
+    for d in ("/run/sshd", cfg["host_bin_dir"]):
+        os.makedirs(d, mode=0o755, exist_ok=True)
+    # Every bind source is resolved before the lab state is hidden below.
+    bind(cfg["bin_dir"], cfg["host_bin_dir"], readonly=True)
+    for source, target in cfg["dir_binds"] + cfg["file_binds"]:
+        bind(source, target)
+    tmpfs("/tmp", "1777")
+    # The lab's state (client key, other hosts' dirs) and the tool's PKI: not for hosts.
+    for hidden in cfg["hidden"]:
+        tmpfs(hidden, "0700", MS_RDONLY)
+
+
+def wait_listening(address: str, port: int, proc: subprocess.Popen[bytes], log: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = Path(log).read_text(errors="replace")[-2000:] if Path(log).exists() else ""
+            raise SetupError(f"sshd exited with {proc.returncode}: {tail.strip()}")
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise SetupError(f"sshd not listening on {address}:{port} after 10 s")
+
+
+def start_sshd(cfg: dict[str, Any]) -> None:
+    log = cfg["sshd_log"]
+    proc = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-E", log], env={}, cwd="/",
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_listening(cfg["address"], 22, proc, log)
+
+
+def start_runner(cfg: dict[str, Any]) -> None:
+    runner = cfg.get("runner")
+    if not runner:
+        return
+    with open(runner["log"], "ab") as log:
+        subprocess.Popen(
+            runner["argv"], env=runner["env"], cwd="/",
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def reap_forever() -> None:
+    # As the namespace's init every orphan of the host lands here (pitfall 10).
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            time.sleep(1)
+        except InterruptedError:
+            continue
+
+
+def main() -> int:
+    cfg = json.loads(sys.argv[1])
+    ready = os.fdopen(cfg["ready_fd"], "w")
+    try:
+        if os.getpid() != 1:
+            raise SetupError(f"hostinit must be PID 1 of the host, is {os.getpid()}")
+        socket.sethostname(cfg["name"])
+        build_mounts(cfg)
+        start_sshd(cfg)
+        start_runner(cfg)
+    except Exception as exc:  # report any failure to `lab up`, which tears down
+        ready.write(f"error: {type(exc).__name__}: {exc}\n")
+        ready.close()
+        return 1
+    ready.write("ok\n")
+    ready.close()
+    # Keep default dispositions out of the way: init ignores signals it has no handler
+    # for anyway; `lab down` ends a host with SIGKILL to the unshare wrapper.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.close(0)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+    reap_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

