@@ -51,7 +51,7 @@ class CertPair:
 
 
 @dataclass(frozen=True)
-class TestPKI:
+class EtcdPKI:
     ca: Path  # etcd CA certificate
     ca_key: Path
     server: CertPair  # SAN 127.0.0.1, localhost; server+client auth (kubeadm's etcd/server)
@@ -183,11 +183,11 @@ def _make_leaf(
     return pair
 
 
-def make_pki(directory: Path) -> TestPKI:
+def make_pki(directory: Path) -> EtcdPKI:
     directory.mkdir(parents=True, exist_ok=True)
     ca, ca_key_path, ca_cert, ca_key = _make_ca(directory, "ca", "etcd-ca")
     other_ca, _, other_cert, other_key = _make_ca(directory, "other-ca", "not-the-etcd-ca")
-    return TestPKI(
+    return EtcdPKI(
         ca=ca,
         ca_key=ca_key_path,
         server=_make_leaf(
@@ -281,7 +281,7 @@ class MemberProcess:
 
 @dataclass
 class EtcdCluster:
-    pki: TestPKI
+    pki: EtcdPKI
     members: list[MemberProcess] = field(default_factory=list)
 
     def member(self, name: str) -> MemberProcess:
@@ -300,7 +300,7 @@ class EtcdCluster:
 
 
 def _member_args(
-    member: MemberProcess, pki: TestPKI, initial_cluster: str, state: str
+    member: MemberProcess, pki: EtcdPKI, initial_cluster: str, state: str
 ) -> list[str]:
     return [
         str(ETCD),
@@ -374,7 +374,7 @@ def wait_healthy(cluster: EtcdCluster, members: list[MemberProcess], timeout: fl
         time.sleep(0.1)
 
 
-def start_cluster(base: Path, pki: TestPKI, names: list[str]) -> EtcdCluster:
+def start_cluster(base: Path, pki: EtcdPKI, names: list[str]) -> EtcdCluster:
     """Start len(names) members on distinct random loopback ports; wait for /health.
 
     The caller must call cluster.stop() (use the `etcd_cluster` helpers in a fixture).
@@ -406,7 +406,7 @@ def start_cluster(base: Path, pki: TestPKI, names: list[str]) -> EtcdCluster:
     return cluster
 
 
-def cluster_context(base: Path, pki: TestPKI, names: list[str]) -> Iterator[EtcdCluster]:
+def cluster_context(base: Path, pki: EtcdPKI, names: list[str]) -> Iterator[EtcdCluster]:
     """Generator for pytest fixtures: yields a running cluster, kills it afterwards."""
     cluster = start_cluster(base, pki, names)
     try:
