@@ -1,0 +1,299 @@
+"""Opening one authenticated, host-key-verified paramiko connection (optionally via a jump host).
+
+Everything paramiko or the socket layer raises is turned into one of our errors here,
+naming the host; nothing paramiko-typed leaves the transport package.
+
+Safety: no secret is ever logged or put into an error message: no key material, no
+passwords, no file contents. Errors name paths, users, hosts and fingerprints only.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from bootstrap.errors import (
+    AuthenticationFailed,
+    HostKeyMismatch,
+    HostKeyUnknown,
+    HostUnreachable,
+    OperationTimeout,
+    TransportError,
+)
+from bootstrap.transport.knownhosts import (
+    KnownHosts,
+    KnownHostsPolicy,
+    check_not_revoked,
+    fingerprint,
+    host_key_name,
+    mismatch_error,
+)
+
+log = logging.getLogger("bootstrap.transport")
+
+# --- named timeouts (seconds) ----------------------------------------------------------
+# TCP connect comes from the inventory (ssh.connect_timeout, default 10 s).
+BANNER_TIMEOUT = 15.0  # server's "SSH-2.0-..." line after TCP connect (sshd doing DNS)
+AUTH_TIMEOUT = 20.0  # the whole user-auth exchange (an agent may be slow to sign)
+CHANNEL_OPEN_TIMEOUT = 15.0  # opening a session, SFTP or direct-tcpip channel
+DEFAULT_COMMAND_TIMEOUT = 300.0  # a remote command, unless the caller names its own
+KEEPALIVE_INTERVAL = 15  # SSH keepalives so long waits notice a dead peer
+
+# --- retries: only for transient failures before authentication ------------------------
+CONNECT_ATTEMPTS = 3  # refused / timed out / EOF while reading the banner
+RETRY_JITTER = (0.2, 0.6)  # seconds, uniform, between attempts
+
+
+class _Transient(Exception):
+    """A failed attempt worth repeating; carries the error to raise if none is left."""
+
+    def __init__(self, error: TransportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    label: str  # how errors name it: the master's name (or "m1 via jump host ...")
+    host: str
+    port: int
+    user: str
+    identity_file: Path | None
+    connect_timeout: float
+
+
+SockFactory = Callable[[], Any]  # returns a connected socket or a direct-tcpip channel
+
+
+def tcp_connector(ep: Endpoint) -> SockFactory:
+    def open_socket() -> socket.socket:
+        try:
+            return socket.create_connection((ep.host, ep.port), timeout=ep.connect_timeout)
+        except socket.gaierror as e:
+            raise HostUnreachable(
+                f"cannot resolve {ep.host}: {e.strerror}",
+                host=ep.label,
+                hint="check ssh_host/address in the inventory and DNS",
+            ) from None
+        except ConnectionRefusedError:
+            raise _Transient(
+                HostUnreachable(
+                    f"connection refused by {ep.host}:{ep.port}",
+                    host=ep.label,
+                    hint="is sshd running and listening on that port (ssh.port)?",
+                )
+            ) from None
+        except TimeoutError:
+            raise _Transient(
+                HostUnreachable(
+                    f"no answer from {ep.host}:{ep.port} within {ep.connect_timeout:g} s",
+                    host=ep.label,
+                    hint="check the address, routing and firewalls; raise ssh.connect_timeout "
+                    "for slow links",
+                )
+            ) from None
+        except OSError as e:
+            raise HostUnreachable(
+                f"cannot connect to {ep.host}:{ep.port}: {e.strerror or e}",
+                host=ep.label,
+                hint="check the address and routing"
+                + (
+                    " (no route to host)"
+                    if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
+                    else ""
+                ),
+            ) from None
+
+    return open_socket
+
+
+def jump_connector(jump: paramiko.SSHClient, jump_label: str, target: Endpoint) -> SockFactory:
+    """A direct-tcpip channel from the jump host to the target, used as the target's socket."""
+
+    def open_channel() -> paramiko.Channel:
+        transport = jump.get_transport()
+        if transport is None or not transport.is_active():
+            raise TransportError(f"connection to jump host {jump_label} is gone", host=target.label)
+        try:
+            return transport.open_channel(
+                "direct-tcpip",
+                (target.host, target.port),
+                ("127.0.0.1", 0),
+                timeout=CHANNEL_OPEN_TIMEOUT,
+            )
+        except paramiko.ChannelException as e:
+            raise _Transient(
+                HostUnreachable(
+                    f"jump host {jump_label} could not open a connection to "
+                    f"{target.host}:{target.port}: {e.text}",
+                    host=target.label,
+                    hint="check that the jump host can reach the master's ssh_host and port, "
+                    "and that its sshd allows TCP forwarding",
+                )
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise TransportError(
+                f"jump host {jump_label} failed to open a channel to "
+                f"{target.host}:{target.port}: {e}",
+                host=target.label,
+            ) from None
+
+    return open_channel
+
+
+def _load_identity(ep: Endpoint) -> paramiko.PKey | None:
+    if ep.identity_file is None:
+        return None
+    path = ep.identity_file.expanduser()
+    hint = "check ssh.identity_file in the inventory"
+    try:
+        return paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException:
+        raise AuthenticationFailed(
+            f"identity file {path} is encrypted",
+            host=ep.label,
+            hint="load it into ssh-agent (ssh-add) and leave ssh.identity_file unset",
+        ) from None
+    except FileNotFoundError:
+        raise AuthenticationFailed(
+            f"identity file {path} does not exist", host=ep.label, hint=hint
+        ) from None
+    except OSError as e:
+        raise AuthenticationFailed(
+            f"cannot read identity file {path}: {e.strerror}", host=ep.label, hint=hint
+        ) from None
+    except (paramiko.SSHException, ValueError) as e:
+        raise AuthenticationFailed(
+            f"cannot load identity file {path} as a private key: {e}", host=ep.label, hint=hint
+        ) from None
+
+
+def _attempt(
+    ep: Endpoint,
+    known: KnownHosts,
+    sock_factory: SockFactory,
+    *,
+    accept_new: bool,
+    notify: Callable[[str], None],
+) -> paramiko.SSHClient:
+    pkey = _load_identity(ep)
+    sock = sock_factory()
+    client = paramiko.SSHClient()
+    for name, key in known.entries:
+        client.get_host_keys().add(name, key.get_name(), key)
+    name = host_key_name(ep.host, ep.port)
+    client.set_missing_host_key_policy(
+        KnownHostsPolicy(
+            known,
+            host_label=ep.label,
+            host=ep.host,
+            port=ep.port,
+            accept_new=accept_new,
+            notify=notify,
+        )
+    )
+    key_text = str(ep.identity_file) if ep.identity_file else "ssh-agent / default keys"
+    try:
+        client.connect(
+            ep.host,
+            port=ep.port,
+            username=ep.user,
+            pkey=pkey,
+            allow_agent=pkey is None,
+            look_for_keys=pkey is None,
+            sock=sock,
+            timeout=ep.connect_timeout,
+            banner_timeout=BANNER_TIMEOUT,
+            auth_timeout=AUTH_TIMEOUT,
+            channel_timeout=CHANNEL_OPEN_TIMEOUT,
+        )
+        transport = client.get_transport()
+        assert transport is not None
+        check_not_revoked(known, ep.label, transport.get_remote_server_key())
+        transport.set_keepalive(KEEPALIVE_INTERVAL)
+        return client
+    except (HostKeyUnknown, HostKeyMismatch):
+        client.close()
+        raise
+    except paramiko.BadHostKeyException as e:
+        client.close()
+        raise mismatch_error(ep.label, known.path, name, e.key, [e.expected_key]) from None
+    except paramiko.AuthenticationException as e:
+        client.close()
+        raise AuthenticationFailed(
+            f"authentication failed for {ep.user}@{ep.host}:{ep.port} with {key_text}"
+            + (f" ({pkey.get_name()} {fingerprint(pkey)})" if pkey else "")
+            + f": {e}",
+            host=ep.label,
+            hint=f"check that the public key is in {ep.user}'s authorized_keys on the host, "
+            "and ssh.user / ssh.identity_file in the inventory",
+        ) from None
+    except TimeoutError:
+        client.close()
+        raise _Transient(
+            OperationTimeout(
+                f"SSH handshake with {ep.host}:{ep.port} timed out",
+                host=ep.label,
+                hint="the host accepted TCP but did not complete SSH in time; is sshd overloaded?",
+            )
+        ) from None
+    except EOFError:
+        client.close()
+        raise _Transient(
+            HostUnreachable(
+                f"{ep.host}:{ep.port} closed the connection during the SSH handshake",
+                host=ep.label,
+                hint="check sshd's log on the host (MaxStartups, AllowUsers, ...)",
+            )
+        ) from None
+    except paramiko.SSHException as e:
+        client.close()
+        text = str(e)
+        if "banner" in text.lower():
+            raise _Transient(
+                HostUnreachable(
+                    f"no SSH banner from {ep.host}:{ep.port}: {text}",
+                    host=ep.label,
+                    hint="is that port an sshd? is the host still booting?",
+                )
+            ) from None
+        raise TransportError(
+            f"SSH handshake with {ep.host}:{ep.port} failed: {text}",
+            host=ep.label,
+            hint="check the sshd's algorithms and log on the host",
+        ) from None
+    except OSError as e:
+        client.close()
+        raise _Transient(
+            HostUnreachable(f"connection to {ep.host}:{ep.port} failed: {e}", host=ep.label)
+        ) from None
+
+
+def open_client(
+    ep: Endpoint,
+    known: KnownHosts,
+    sock_factory: SockFactory,
+    *,
+    accept_new: bool,
+    notify: Callable[[str], None],
+    attempts: int = CONNECT_ATTEMPTS,
+) -> paramiko.SSHClient:
+    """Connect, retrying transient failures with jitter; auth and host-key errors fail at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _attempt(ep, known, sock_factory, accept_new=accept_new, notify=notify)
+        except _Transient as t:
+            if attempt == attempts:
+                raise t.error from None
+            log.info("%s: attempt %d/%d failed (%s), retrying", ep.label, attempt, attempts, t)
+            time.sleep(random.uniform(*RETRY_JITTER))
+    raise AssertionError("unreachable")

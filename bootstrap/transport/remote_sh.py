@@ -1,0 +1,129 @@
+"""The POSIX sh fragments the transport runs on hosts, built from quoted parts (pure).
+
+Every path is passed through ``shlex.quote``; no file content ever goes into a script
+(contents travel over SFTP), so scripts and the error messages quoting them carry no
+secrets.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from collections.abc import Sequence
+
+from bootstrap.model import RemoteFile
+
+q = shlex.quote
+
+# New parent directories: 0755 like kubeadm's /etc/kubernetes and pki/, except the static
+# pod directory, which kubeadm creates 0700 (only root and the kubelet need it).
+DIR_MODE = 0o755
+MANIFESTS_DIR_MODE = 0o700
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def parent_mode(directory: str) -> int:
+    return (
+        MANIFESTS_DIR_MODE if posixpath.basename(directory.rstrip("/")) == "manifests" else DIR_MODE
+    )
+
+
+def sh_c(command: str) -> str:
+    """Run under /bin/sh whatever the login shell is (root's may be bash, a user's zsh)."""
+    return f"sh -c {q(command)}"
+
+
+def mkdir_parents(directory: str) -> str:
+    """Create ``directory`` (and missing ancestors, 0755) if absent; existing modes untouched."""
+    d = q(directory)
+    return f"[ -d {d} ] || (umask 022 && mkdir -p -m {parent_mode(directory):04o} -- {d})"
+
+
+def temp_name(target: str, token: str) -> str:
+    """A dot-file beside the target: same filesystem (rename is atomic), ignored by the kubelet."""
+    directory, name = posixpath.split(target)
+    return posixpath.join(directory, f".{name}.bootstrap-tmp-{token}")
+
+
+def install_as_root(staged: str, staging_dir: str, target: str, mode: int, token: str) -> str:
+    """Run as root: copy the staged file beside the target with owner root and ``mode``,
+    rename it over the target (rename(2): atomic on one filesystem), and always remove the
+    temp file and the staging dir, also on failure."""
+    tmp = temp_name(target, token)
+    return "\n".join(
+        [
+            "set -eu",
+            "umask 077",
+            f"trap 'rm -f -- {q(tmp)}; rm -rf -- {q(staging_dir)}' EXIT",
+            mkdir_parents(posixpath.dirname(target)),
+            f"install -m {mode:04o} -o 0 -g 0 -- {q(staged)} {q(tmp)}",
+            f"mv -f -T -- {q(tmp)} {q(target)}",
+        ]
+    )
+
+
+def stat_script(paths: Sequence[str]) -> str:
+    """One line per path, keyed by its index (robust against any byte in a path):
+    ``i<TAB>sha256<TAB>octal-mode``, ``i<TAB>-<TAB>-`` when absent,
+    ``i<TAB>notfile<TAB>-`` for a non-regular file, ``i<TAB>!<TAB>!`` when unreadable."""
+    lines = [
+        "st() {",
+        '  if [ -f "$2" ]; then',
+        '    if s=$(sha256sum < "$2") && m=$(stat -L -c %a -- "$2"); then',
+        '      printf \'%s\\t%s\\t%s\\n\' "$1" "${s%% *}" "$m"',
+        "    else printf '%s\\t!\\t!\\n' \"$1\"; fi",
+        '  elif [ -e "$2" ] || [ -L "$2" ]; then printf \'%s\\tnotfile\\t-\\n\' "$1"',
+        "  else printf '%s\\t-\\t-\\n' \"$1\"; fi",
+        "}",
+    ]
+    lines += [f"st {i} {q(p)}" for i, p in enumerate(paths)]
+    return "\n".join(lines)
+
+
+class StatParseError(ValueError):
+    pass
+
+
+def parse_stat(paths: Sequence[str], stdout: str) -> dict[str, RemoteFile | None]:
+    """Parse ``stat_script`` output. Raises StatParseError naming the offending path."""
+    seen: dict[int, RemoteFile | None] = {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not fields[0].isdigit() or int(fields[0]) >= len(paths):
+            raise StatParseError(f"unexpected line {line[:120]!r}")
+        index, sha, mode = int(fields[0]), fields[1], fields[2]
+        path = paths[index]
+        if index in seen:
+            raise StatParseError(f"{path} reported twice")
+        if sha == "-":
+            seen[index] = None
+        elif sha == "notfile":
+            raise StatParseError(f"{path} exists but is not a regular file")
+        elif sha == "!":
+            raise StatParseError(f"{path} exists but cannot be read")
+        elif _SHA256.fullmatch(sha) and re.fullmatch(r"[0-7]{1,4}", mode):
+            seen[index] = RemoteFile(sha256=sha, mode=int(mode, 8) & 0o7777)
+        else:
+            raise StatParseError(f"unexpected line for {path}: {line[:120]!r}")
+    missing = [paths[i] for i in range(len(paths)) if i not in seen]
+    if missing:
+        raise StatParseError(f"no answer for {missing[0]} ({len(missing)} path(s) missing)")
+    return {paths[i]: seen[i] for i in range(len(paths))}
+
+
+def backup_script(paths: Sequence[str], backup_dir: str) -> str:
+    """Copy (cp -p) those of ``paths`` that exist into ``backup_dir`` (created 0700 on demand),
+    flat by basename - the caller guarantees basenames are unique."""
+    b = q(backup_dir)
+    lines = ["set -eu", "umask 077"]
+    for p in paths:
+        lines.append(f"if [ -e {q(p)} ]; then mkdir -p -m 0700 -- {b}; cp -p -- {q(p)} {b}/; fi")
+    return "\n".join(lines)
+
+
+def remove_script(paths: Sequence[str]) -> str:
+    return "rm -f -- " + " ".join(q(p) for p in paths)
