@@ -1,0 +1,84 @@
+"""Key names, defaults and limits of the inventory format, shared by the loader and the JSON schema.
+
+One place, so the schema an editor completes from and the keys the loader accepts
+cannot drift apart (schema.py asserts it describes exactly these keys).
+"""
+
+from __future__ import annotations
+
+from .model import KeyAlgorithm
+
+DEFAULT_CLUSTER_NAME = "kubernetes"
+DEFAULT_SERVICE_SUBNET = "10.96.0.0/12"
+DEFAULT_DNS_DOMAIN = "cluster.local"
+DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+DEFAULT_KEY_ALGORITHM: KeyAlgorithm = "ECDSA-P256"
+DEFAULT_CA_VALIDITY = "87600h"
+DEFAULT_CERT_VALIDITY = "8760h"
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+MAX_TIMEOUT_SECONDS = 86400.0
+MAX_CONNECT_TIMEOUT_SECONDS = 3600.0
+# kube-apiserver refuses a larger service range (--service-cluster-ip-range).
+MIN_SERVICE_PREFIX = {4: 12, 6: 108}
+# kubeadm puts cluster DNS on the 10th address of the service subnet.
+MIN_SERVICE_ADDRESSES = 16
+LARGEST_SENSIBLE_ETCD = 7
+
+TOP_KEYS: tuple[str, ...] = (
+    "clusterName",
+    "kubernetesVersion",
+    "etcdVersion",
+    "controlPlaneEndpoint",
+    "networking",
+    "imageRepository",
+    "certificates",
+    "encryptionAtRest",
+    "extraArgs",
+    "timeouts",
+    "ssh",
+    "masters",
+)
+NETWORKING_KEYS: tuple[str, ...] = ("serviceSubnet", "podSubnet", "dnsDomain")
+CERTIFICATES_KEYS: tuple[str, ...] = (
+    "keyAlgorithm",
+    "caValidity",
+    "certValidity",
+    "apiServerExtraSANs",
+    "etcdExtraSANs",
+)
+TIMEOUTS_KEYS: tuple[str, ...] = (
+    "etcdQuorum",
+    "apiserverReady",
+    "componentReady",
+    "etcdPromote",
+    "pollInterval",
+)
+SSH_KEYS: tuple[str, ...] = (
+    "user",
+    "port",
+    "identityFile",
+    "knownHosts",
+    "hostKeyPolicy",
+    "sudo",
+    "jumpHost",
+    "connectTimeout",
+)
+JUMP_HOST_KEYS: tuple[str, ...] = ("address", "port", "user", "identityFile")
+MASTER_KEYS: tuple[str, ...] = ("name", "address", "sshHost", "ssh")
+COMPONENTS: tuple[str, ...] = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+)
+HOST_KEY_POLICIES: tuple[str, ...] = ("strict", "accept-new")
+
+# Where each nested key lives, to say "belongs under networking" for a misplaced key.
+KEY_HOMES: dict[str, str] = {
+    **{key: "networking" for key in NETWORKING_KEYS},
+    **{key: "certificates" for key in CERTIFICATES_KEYS},
+    **{key: "timeouts" for key in TIMEOUTS_KEYS},
+    **{key: "ssh" for key in SSH_KEYS},
+    **{key: "masters[]" for key in ("name", "address", "sshHost")},
+    **{key: "extraArgs" for key in COMPONENTS},
+}

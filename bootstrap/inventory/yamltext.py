@@ -1,0 +1,55 @@
+"""Inventory bytes/text -> a YAML node tree (with line marks), or InventoryError.
+
+We compose instead of load: nodes keep the line of every key and value, aliases stay
+shared nodes (no expansion, so "billion laughs" costs nothing) and no tag ever
+constructs an object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from yaml.nodes import Node
+
+from ..errors import InventoryError
+
+HINT = "compare with inventory.example.yaml; `bootstrap inventory schema` prints the format"
+
+
+def decode(data: bytes, source: Path | None) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InventoryError(
+            f"{_name(source)} is not a valid inventory",
+            [f"line {line}: not UTF-8 text (byte {exc.start})"],
+            hint="save the inventory as UTF-8",
+        ) from None
+
+
+def compose(text: str, source: Path | None) -> Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        problem = _syntax_problem(exc)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        problem = f"line {line}: character {exc.character!r} is not allowed in YAML"
+    except yaml.YAMLError as exc:
+        problem = f"YAML error: {exc}"
+    except RecursionError:
+        problem = "nested too deeply to be an inventory"
+    raise InventoryError(f"{_name(source)} is not valid YAML", [problem], hint=HINT)
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+    parts = [p for p in (exc.context, exc.problem) if p]
+    return f"{where}: {', '.join(parts) or 'syntax error'}"
+
+
+def _name(source: Path | None) -> str:
+    return str(source) if source is not None else "inventory"
