@@ -132,7 +132,7 @@ class Kubeconfig:
 
 def parse_kubeconfig(data: bytes, source: str) -> Kubeconfig:
     """Read the current context of a kubeconfig with embedded data. Raises StateError."""
-    hint = f"regenerate it: delete {source} and run `bootstrap init phase kubeconfig`"
+    hint = f"delete {source}: the next `bootstrap init` writes it again from the state directory"
     try:
         document = yaml.safe_load(data)
         current = document["current-context"]
