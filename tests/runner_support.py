@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,6 +29,18 @@ if not ETCD_BIN.exists():  # a venv elsewhere: find the wheel's ELF next to the 
 
 SLEEPER = "#!/bin/sh\n# a container that runs and listens on nothing\nenv\nexec sleep 100000\n"
 CRASHER = "#!/bin/sh\necho crashing\nexit 3\n"
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throwaway server certificate for 127.0.0.1, made by the real openssl CLI."""
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-subj", "/CN=lab-test", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
 
 
 def free_port() -> int:
@@ -225,15 +238,18 @@ class RunnerProcess:
 class ManifestServer:
     """A loopback HTTP server answering every GET with the configured (code, body)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: (certificate, key) files to serve HTTPS instead of HTTP."""
         self.code = 200
         self.body = b""
         self.requests: list[dict[str, str]] = []
+        self.paths: list[str] = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append(dict(self.headers.items()))
+                server.paths.append(self.path)
                 self.send_response(server.code)
                 self.send_header("Content-Length", str(len(server.body)))
                 self.end_headers()
@@ -243,7 +259,14 @@ class ManifestServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/pods"
+        self.port = int(self.httpd.server_address[1])
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/pods"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def set(self, code: int, body: str) -> None:

@@ -31,6 +31,7 @@ from tests.runner_support import (
     pod,
     process_alive,
     running,
+    self_signed_cert,
     sleeper_pod,
     wait_for,
 )
@@ -409,3 +410,76 @@ def test_sigterm_stops_pods_and_exits_zero(tmp_path: Path) -> None:
     assert not process_alive(entry["pid"])
     final = json.loads(runner.status_path.read_text())
     assert final["pods"] == {} and final["runner"]["stopping"] is True
+
+
+def test_https_probe_is_not_verified_and_sends_path_and_query(tmp_path: Path) -> None:
+    with ManifestServer(tls=self_signed_cert(tmp_path)) as server:
+        server.set(200, "ok")
+        with running(tmp_path, ["--probe-time-scale", "0.1"]) as runner:
+            runner.add_binary("busybox-sleep", SLEEPER)
+            runner.write("tls.yaml", sleeper_pod(
+                "tls", ports=[{"containerPort": server.port, "name": "probe-port"}],
+                readinessProbe={"httpGet": {"path": "/readyz?verbose=1", "port": "probe-port",
+                                            "scheme": "HTTPS"}, "periodSeconds": 1}))
+            runner.start()
+            entry = runner.wait_pod("kube-system/tls", "ready over HTTPS",
+                                    lambda e: e["ready"] and running_with_pid(e))
+            assert entry["probes"]["readiness"] == "success"
+            assert "/readyz?verbose=1" in server.paths
+            server.set(503, "not ready")
+            entry = runner.wait_pod("kube-system/tls", "unready after 503s",
+                                    lambda e: not e["ready"])
+            assert "HTTP 503" in entry["lastProbeError"] and entry["restartCount"] == 0
+
+
+def test_https_manifest_url_verified_with_ca(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    with ManifestServer(tls=(cert, key)) as server:
+        server.set(200, dump(sleeper_pod("secure")))
+        args = ["--manifest-url", server.url, "--manifest-url-ca", str(cert),
+                "--http-check-frequency", "0.2"]
+        with running(tmp_path / "good", args) as runner:
+            runner.add_binary("busybox-sleep", SLEEPER)
+            runner.start()
+            runner.wait_pod("kube-system/secure", "running", running_with_pid)
+        other_cert, _ = self_signed_cert(tmp_path / "good")  # a CA that did not sign it
+        args[3] = str(other_cert)
+        with running(tmp_path / "bad", args) as runner:
+            runner.start()
+            status = wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in (
+                runner.status()["urlSource"]["lastError"] or "") and runner.status(),
+                "a verification failure")
+            assert status["pods"] == {}
+
+
+def test_backoff_resets_after_a_long_enough_run(tmp_path: Path) -> None:
+    script = "#!/bin/sh\nsleep 0.6\nexit 1\n"
+    with running(tmp_path, ["--backoff-reset", "0.3"]) as runner:
+        runner.add_binary("slow-crasher", script)
+        runner.write("slow.yaml", pod("slow", "x/slow-crasher:1", ["slow-crasher"]))
+        runner.start()
+        seen: set[float] = set()
+
+        def three_restarts() -> bool:
+            entry = runner.pod_status("kube-system/slow") or {}
+            if entry.get("backoffSeconds"):
+                seen.add(entry["backoffSeconds"])
+            return bool(entry.get("restartCount", 0) >= 3)
+
+        wait_for(three_restarts, "three restarts", interval=0.02)
+        assert seen == {0.2}
+
+
+def test_runner_killed_takes_its_pods_along(tmp_path: Path) -> None:
+    runner = RunnerProcess(tmp_path)
+    try:
+        runner.add_binary("busybox-sleep", SLEEPER)
+        runner.write("orphan.yaml", sleeper_pod("orphan"))
+        runner.start()
+        entry = runner.wait_pod("kube-system/orphan", "running", running_with_pid)
+        assert runner.process is not None
+        runner.process.kill()  # SIGKILL: no chance to stop its pods itself
+        runner.process.wait()
+        wait_for(lambda: not process_alive(entry["pid"]), "the parent-death signal")
+    finally:
+        runner.close()
