@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
-import json
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from importlib.resources.abc import Traversable
@@ -83,9 +82,11 @@ def _yaml_string(value: str) -> str:
     text = yaml.safe_dump(value, width=float("inf"), allow_unicode=False)
     text = text.removesuffix("\n...\n").removesuffix("\n")
     if "\n" in text:
-        # Multi-line values would need block scalars; a JSON string is a valid one-line
-        # YAML double-quoted scalar.
-        text = json.dumps(value)
+        # A value with line breaks would come out as a multi-line scalar; the double-quoted
+        # style escapes them and stays on one line.
+        text = yaml.safe_dump(
+            value, width=float("inf"), allow_unicode=False, default_style='"'
+        ).removesuffix("\n")
     return text
 
 
@@ -97,6 +98,8 @@ def yaml_scalar(value: object) -> str:
         return str(value)
     if isinstance(value, str):
         return _yaml_string(value)
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # a StrictUndefined raises UndefinedError naming the missing variable
     raise TypeError(f"yaml filter: cannot render a {type(value).__name__} as a scalar")
 
 
