@@ -585,3 +585,30 @@ def pod_log_path(host: str, pod: str) -> str:
     if "/" in pod or pod.startswith("."):
         raise LabError(f"bad pod name {pod!r}", exit_code=2)
     return f"{HOST_POD_LOGS}/{pod}.log"
+
+
+def runner_status(host: str) -> dict[str, Any]:
+    """The host's runner status.json (format: lab/runner/status.py)."""
+    data = json.loads(read_host_file(host, HOST_RUNNER_STATUS))
+    if not isinstance(data, dict):
+        raise LabError(f"{host}: {HOST_RUNNER_STATUS} is not a JSON object")
+    return data
+
+
+def kill_pod_process(host: str, pod: str, signal_name: str = "KILL") -> int:
+    """Signal a pod's (first) container process inside `host`; returns its in-host PID.
+
+    `pod` is "namespace/name" or a bare name. The PID in status.json is the host's own
+    (its PID namespace), so the kill runs inside the host.
+    """
+    pods = runner_status(host).get("pods", {})
+    entry = pods.get(pod) or next(
+        (p for key, p in pods.items() if key.split("/", 1)[-1] == pod), None
+    )
+    if not entry or not entry.get("pid"):
+        raise LabError(f"{host}: pod {pod!r} has no running process", exit_code=1)
+    pid = int(entry["pid"])
+    proc = exec_in(host, ["kill", f"-{signal_name}", str(pid)])
+    if proc.returncode != 0:
+        raise LabError(f"{host}: kill {pid}: {proc.stderr.decode(errors='replace').strip()}")
+    return pid

@@ -68,9 +68,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         if host["runner_status_error"]:
             _say(f"    runner status: {host['runner_status_error']}")
         for pod in _pods(host["runner_status"]):
+            restarts = pod.get("restartCount", pod.get("restarts"))
             _say(
                 f"    {pod.get('name', '?'):40} phase={pod.get('phase')} ready={pod.get('ready')} "
-                f"restarts={pod.get('restarts')} reason={pod.get('reason') or ''}"
+                f"restarts={restarts} reason={pod.get('reason') or ''}"
             )
     return 0
 

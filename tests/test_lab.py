@@ -6,14 +6,18 @@ the fixture's finalizer tears down anyway when a test fails on the way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import stat
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
@@ -24,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import api, netsetup, procs
 from lab.api import LabInfo
-from lab.config import BRIDGE, CLIENT_KEY, REPO, STATE, SUDOERS_FILE
+from lab.config import BRIDGE, CLIENT_KEY, REPO, STATE, SUDOERS_FILE, LabError
 from tests.lab_support import lab, requires_root, ssh_client, ssh_run
 
 __all__ = ["lab"]  # the fixture, imported for pytest
@@ -202,6 +206,64 @@ def test_status_and_exec_cli(lab: LabInfo) -> None:
     )
     assert ex.returncode == 7
     assert ex.stdout.decode().strip() == "m3"
+
+ETCD_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: etcd-probe, namespace: kube-system}
+spec:
+  hostNetwork: true
+  containers:
+  - name: etcd
+    image: registry.k8s.io/etcd:3.5.1-0
+    command: [etcd, --name=solo, --data-dir=/var/lib/etcd/solo,
+              --listen-client-urls=http://127.0.0.1:2379,
+              --advertise-client-urls=http://127.0.0.1:2379,
+              --listen-peer-urls=http://127.0.0.1:2380,
+              --listen-metrics-urls=http://127.0.0.1:2381,
+              --initial-advertise-peer-urls=http://127.0.0.1:2380,
+              --initial-cluster=solo=http://127.0.0.1:2380]
+    volumeMounts: [{name: etcd-data, mountPath: /var/lib/etcd}]
+  volumes: [{name: etcd-data, hostPath: {path: /var/lib/etcd, type: DirectoryOrCreate}}]
+"""
+
+
+def _wait_pod(host: str, pod: str, ok: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    entry: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(LabError, ValueError):
+            entry = api.runner_status(host).get("pods", {}).get(pod) or {}
+            if ok(entry):
+                return entry
+        time.sleep(0.2)
+    raise AssertionError(f"{host} {pod}: condition not reached; last status {entry}")
+
+
+def test_runner_in_a_host_runs_real_etcd_from_the_bin_dir(lab: LabInfo) -> None:
+    if not lab.runner:
+        pytest.skip("lab/runner is missing: hosts run without the lab kubelet")
+    wrote = api.exec_in("m3", ["sh", "-c", "cat > /etc/kubernetes/manifests/etcd-probe.yaml"],
+                        input=ETCD_POD.encode())
+    assert wrote.returncode == 0, wrote.stderr
+    running = _wait_pod("m3", "kube-system/etcd-probe",
+                        lambda p: p.get("phase") == "Running" and bool(p.get("pid")))
+    health = api.exec_in("m3", [sys.executable, "-c", (
+        "import urllib.request;"
+        "print(urllib.request.urlopen('http://127.0.0.1:2381/health',timeout=5).read().decode())"
+    )])
+    assert health.returncode == 0, health.stderr
+    assert json.loads(health.stdout)["health"] == "true"
+    # Its data lands in m3's own /var/lib/etcd (disk under lab/.state), nowhere else.
+    assert api.exec_in("m3", ["test", "-d", "/var/lib/etcd/solo/member"]).returncode == 0
+    assert api.exec_in("m1", ["test", "-e", "/var/lib/etcd/solo"]).returncode != 0
+    log = api.read_host_file("m3", api.pod_log_path("m3", "etcd-probe"))
+    assert b"etcdmain" in log  # etcd's own JSON log lines, via `lab logs`
+    killed = api.kill_pod_process("m3", "etcd-probe")
+    assert killed == running["pid"]
+    _wait_pod("m3", "kube-system/etcd-probe",
+              lambda p: p.get("pid") != killed or p.get("lastExitCode") == 137
+              or p.get("restartCount", 0) > 0)
 
 
 def test_down_leaves_nothing(lab: LabInfo) -> None:
