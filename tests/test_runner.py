@@ -17,8 +17,9 @@ import pytest
 # `lab` is not an installed package: make the checkout importable however pytest is run.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.runner.admission import AdmissionError, admit, binary_for_image
+from lab.runner.admission import AdmissionError, admit, binary_for_image, check_mounts
 from lab.runner.manifests import ManifestError, config_hash, parse_pod_text, parse_url_body
+from lab.runner.probes import container_probes
 from tests.runner_support import (
     CRASHER,
     ETCD_BIN,
@@ -122,6 +123,20 @@ def test_admission_paths_and_host_path_types(tmp_path: Path) -> None:
         {"name": "missing", "hostPath": {"path": str(tmp_path / "nope"), "type": "File"}})
     with pytest.raises(AdmissionError, match="type File but it does not exist"):
         admit(document)
+
+
+GOLDEN = sorted((Path(__file__).parent / "golden").glob("*/*/*.yaml"))
+
+
+@pytest.mark.parametrize("manifest", GOLDEN, ids=lambda p: "/".join(p.parts[-3:]))
+def test_rendered_manifests_pass_the_runners_checks(manifest: Path) -> None:
+    """Every golden manifest the renderer produces parses, mounts every path it names and
+    has probes the runner can run (hostPath creation is not exercised: real /etc paths)."""
+    parsed = parse_pod_text(manifest.read_text(), str(manifest))
+    assert parsed.namespace == "kube-system"
+    check_mounts(parsed.pod)
+    for container in parsed.pod["spec"]["containers"]:
+        assert "liveness" in container_probes(container, 1.0)
 
 
 def test_image_to_binary(tmp_path: Path) -> None:

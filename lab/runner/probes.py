@@ -49,9 +49,10 @@ class ProbeSpec:
     success_threshold: int
 
     def describe(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
         if self.handler == "tcp":
-            return f"tcp {self.host}:{self.port}"
-        return f"{self.scheme.lower()}://{self.host}:{self.port}{self.path}"
+            return f"tcp {host}:{self.port}"
+        return f"{self.scheme.lower()}://{host}:{self.port}{self.path}"
 
 
 def _resolve_port(port: Any, container: dict[str, Any]) -> int:
@@ -96,7 +97,8 @@ def probe_spec(
         kind=kind,
         handler=handler,
         scheme=scheme,
-        host=str(action.get("host") or "127.0.0.1"),
+        # "[::1]" and "::1" both mean the IPv6 loopback; http.client wants it bare.
+        host=str(action.get("host") or "127.0.0.1").strip("[]"),
         port=_resolve_port(action.get("port"), container),
         path=path,
         headers=headers,
