@@ -316,7 +316,10 @@ def _await_ready(host: HostSpec, wrapper: subprocess.Popen[bytes], ready_fd: int
         raise LabError(
             f"host {host.name} failed to start: {answer or 'no answer'}"
             + (f"\n{tail.strip()}" if tail.strip() else ""),
-            hint=f"wrapper exit status {wrapper.poll()}",
+            hint=(
+                f"reported by the host's PID 1 (lab.hostinit; wrapper status {wrapper.poll()}); "
+                "the lab was torn down"
+            ),
         )
 
 
