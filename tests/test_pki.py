@@ -4,6 +4,7 @@ re-issue and refusal rules."""
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import shutil
@@ -301,7 +302,7 @@ def test_files_on_disk_have_our_modes(built: Built) -> None:
         mode = path.stat().st_mode & 0o777
         if path.is_dir():
             assert mode == 0o700, path
-        elif path.suffix in (".key", ".conf", ".pub"):
+        elif path.suffix in (".key", ".conf", ".pub") or path.name == ".lock":
             assert mode == 0o600, path
         else:
             assert path.suffix == ".crt" and mode == 0o644, path
@@ -760,3 +761,36 @@ def test_missing_sa_pub_is_rederived(state: Path) -> None:
     (state / "pki/sa.pub").unlink()
     ensure_pki(make_inventory(), state, now=NOW)
     assert (state / "pki/sa.pub").read_bytes() == pub
+
+
+def test_leaf_key_left_by_an_interrupted_run_is_replaced(state: Path) -> None:
+    # Keys are written before certificates; a crash in between leaves an orphan key.
+    (state / "masters/cp2/pki/etcd/server.crt").unlink()
+    orphan = (state / "masters/cp2/pki/etcd/server.key").read_bytes()
+    pki = ensure_pki(make_inventory(), state, now=NOW)
+    assert pki.events == ("issued cp2/etcd/server",)
+    assert (state / "masters/cp2/pki/etcd/server.key").read_bytes() != orphan
+    assert (
+        pki.leaf("cp2", "etcd/server").key_pem
+        == (state / "masters/cp2/pki/etcd/server.key").read_bytes()
+    )
+
+
+def test_ca_key_without_cert_hint_covers_an_interrupted_first_run(state: Path) -> None:
+    (state / "pki/front-proxy-ca.crt").unlink()
+    with pytest.raises(
+        StateError, match=r"front-proxy-ca\.key exists but its certificate"
+    ) as caught:
+        ensure_pki(make_inventory(), state, now=NOW)
+    assert "interrupted" in (caught.value.hint or "")
+
+
+def test_a_second_concurrent_run_is_refused(state: Path) -> None:
+    fd = os.open(state / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(StateError, match="in use by another bootstrap run"):
+            ensure_pki(make_inventory(), state, now=NOW)
+    finally:
+        os.close(fd)
+    assert ensure_pki(make_inventory(), state, now=NOW).events == ()

@@ -3,6 +3,7 @@
 State directory layout (every dir 0700, keys 0600, certs 0644; all writes atomic)::
 
     <state_dir>/
+      .lock                            flock held while ensure_pki runs
       admin.conf                       operator's admin kubeconfig (same bytes as on masters)
       super-admin.conf                 break-glass kubeconfig (the first master's copy)
       pki/                             shared by every master
@@ -25,8 +26,11 @@ changed, or it expires within the renewal window.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,6 +74,7 @@ RENEWAL_WINDOW = timedelta(days=30)  # re-issue leaves that expire sooner than t
 SA_KEY = "sa.key"
 SA_PUB = "sa.pub"
 ENCRYPTION_KEY_FILE = "encryption-at-rest.key"
+LOCK_FILE = ".lock"
 
 
 def admin_kubeconfig_path(state_dir: Path) -> Path:
@@ -157,7 +162,31 @@ def ensure_pki(
     (before writing anything) when existing material is inconsistent."""
     moment = now or datetime.now(UTC)
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    run = _Run(inventory, state_dir, moment, key_factory)
+    ensure_dir(state_dir)
+    with _locked(state_dir):
+        return _ensure(_Run(inventory, state_dir, moment, key_factory))
+
+
+@contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    """One ensure_pki per state dir at a time: two concurrent runs could otherwise each
+    create a CA and interleave their writes."""
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, KEY_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StateError(
+                f"{state_dir} is in use by another bootstrap run",
+                hint="wait for the other run to finish, then retry",
+            ) from exc
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _ensure(run: _Run) -> ClusterPKI:
+    inventory, state_dir = run.inventory, run.state_dir
     cas = {spec.name: run.ca(spec) for spec in CA_SPECS}
     sa_key_pem, sa_pub_pem = run.service_account()
     config = b""
@@ -356,8 +385,9 @@ class _Run:
         return key
 
     def commit(self) -> None:
-        ensure_dir(self.state_dir)
-        for path in sorted(self.pending):
+        # Keys before certificates: an interruption leaves at worst a key without its
+        # certificate, which the next run handles (see store.load_pair).
+        for path in sorted(self.pending, key=lambda p: (p.suffix != ".key", p)):
             data, mode = self.pending[path]
             write_atomic(path, data, mode)
         _tighten_modes(self.state_dir)
@@ -373,6 +403,8 @@ def _tighten_modes(state_dir: Path) -> None:
             wanted = DIR_MODE
         elif path.suffix in (".key", ".conf", ".pub"):
             wanted = KEY_MODE
+        elif path.suffix == ".crt":
+            wanted = CERT_MODE
         else:
             continue
         if stat.S_IMODE(path.stat().st_mode) & ~wanted:

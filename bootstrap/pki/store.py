@@ -116,16 +116,24 @@ def parse_key(data: bytes, path: Path, hint: str) -> PrivateKey:
 
 
 def load_pair(name: str, crt: Path, key: Path, *, ca: bool) -> CertKey | None:
-    """Load cert + key; None when both are absent. Refuses half pairs, unparseable files
-    and a key that does not belong to the certificate."""
+    """Load cert + key; None when there is nothing to reuse. Refuses a certificate without
+    its key, unparseable files and a key that does not belong to the certificate.
+
+    Keys are written before certificates, so an interrupted run can leave a key without
+    its certificate: for a leaf that key never signed or authenticated anything, and the
+    pair is simply issued again (None). For a CA it is refused (we cannot tell an
+    interrupted first run from a lost ca.crt)."""
     hint = hint_for(crt, key, ca=ca)
     cert_pem, key_pem = read_optional(crt), read_optional(key)
-    if cert_pem is None and key_pem is None:
+    if cert_pem is None and (key_pem is None or not ca):
         return None
     if key_pem is None:
         raise StateError(f"{crt} exists but its private key {key} is missing", hint=hint)
     if cert_pem is None:
-        raise StateError(f"{key} exists but its certificate {crt} is missing", hint=hint)
+        raise StateError(
+            f"{key} exists but its certificate {crt} is missing",
+            hint=f"{hint}. If the very first run was interrupted, delete {key} instead",
+        )
     cert = parse_cert(cert_pem, crt, hint)
     private = parse_key(key_pem, key, hint)
     if not same_public_key(cert.public_key(), private):  # type: ignore[arg-type]
