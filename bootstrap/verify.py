@@ -384,7 +384,7 @@ def _etcd_results(
     out: list[CheckResult] = []
     status = view.status
     if isinstance(status, _Failure):
-        detail = f"{status.detail}; {quorum.text}"
+        detail = f"member unreachable: {status.detail}; {quorum.text}"
         for check in CHECKS["etcd"][:-1]:
             out.append(_result(master, check, False, detail, status.hint))
     else:

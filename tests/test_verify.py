@@ -321,3 +321,75 @@ def test_wait_until_reports_progress_and_the_last_error() -> None:
     with pytest.raises(WaitTimeout) as err:
         wait_until("never", lambda: (False, "still broken"), timeout=0.05, interval=0.01)
     assert "never" in str(err.value) and "still broken" in str(err.value)
+
+
+# --- the HTTPS helper, against etcd's real TLS listener -------------------------------
+# etcd's client port also answers plain HTTPS GETs (/health, /version) and demands a
+# client cert: a real server to prove verification is done, and done right.
+
+
+def test_https_get_verifies_the_server_against_the_named_ca(
+    shared_cluster: EtcdCluster, pki: EtcdPKI
+) -> None:
+    from bootstrap import httpcheck
+
+    port = shared_cluster.member("m1").client_port
+    good = httpcheck.ClientTLS(
+        pki.ca, pki.apiserver_etcd_client.cert, pki.apiserver_etcd_client.key
+    )
+    res = httpcheck.get("127.0.0.1", port, "/health", tls=good, timeout=2.0)
+    assert res.status == 200 and '"health":"true"' in res.text
+    # The cert's SAN "localhost" verifies when named explicitly (the tunnel case).
+    res = httpcheck.get(
+        "127.0.0.1", port, "/health", tls=good, timeout=2.0, server_name="localhost"
+    )
+    assert res.status == 200
+
+    with pytest.raises(httpcheck.HTTPCheckError) as wrong_name:
+        httpcheck.get("127.0.0.1", port, "/health", tls=good, timeout=2.0, server_name="wrong.test")
+    assert wrong_name.value.kind == "tls-server" and "TLS" in str(wrong_name.value)
+
+    other_ca = httpcheck.ClientTLS(
+        pki.other_ca, pki.apiserver_etcd_client.cert, pki.apiserver_etcd_client.key
+    )
+    with pytest.raises(httpcheck.HTTPCheckError) as untrusted:
+        httpcheck.get("127.0.0.1", port, "/health", tls=other_ca, timeout=2.0)
+    assert untrusted.value.kind == "tls-server" and str(pki.other_ca) in str(untrusted.value)
+
+    foreign = httpcheck.ClientTLS(pki.ca, pki.foreign_client.cert, pki.foreign_client.key)
+    with pytest.raises(httpcheck.HTTPCheckError) as refused:
+        httpcheck.get("127.0.0.1", port, "/health", tls=foreign, timeout=2.0)
+    assert refused.value.kind == "tls-client" and str(pki.foreign_client.cert) in str(refused.value)
+
+
+def test_https_get_unverified_mode_skips_only_server_verification(
+    shared_cluster: EtcdCluster, pki: EtcdPKI
+) -> None:
+    from bootstrap import httpcheck
+
+    port = shared_cluster.member("m1").client_port
+    # Trusting nothing, yet the handshake completes: this is the self-signed-component mode.
+    unverified = httpcheck.ClientTLS(
+        None, pki.apiserver_etcd_client.cert, pki.apiserver_etcd_client.key, verify=False
+    )
+    assert httpcheck.get("127.0.0.1", port, "/health", tls=unverified, timeout=2.0).status == 200
+    with pytest.raises(httpcheck.HTTPCheckError) as no_ca:
+        httpcheck.make_context(httpcheck.ClientTLS(None))
+    assert no_ca.value.kind == "tls-config"
+
+
+def test_https_get_ignores_the_environment_trust_store(
+    shared_cluster: EtcdCluster, pki: EtcdPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bootstrap import httpcheck
+
+    # Pointing the usual variables at our CA must not make an unrelated CA trusted, and
+    # pointing them elsewhere must not break the named CA.
+    for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.setenv(var, str(pki.ca))
+    port = shared_cluster.member("m1").client_port
+    other_ca = httpcheck.ClientTLS(
+        pki.other_ca, pki.apiserver_etcd_client.cert, pki.apiserver_etcd_client.key
+    )
+    with pytest.raises(httpcheck.HTTPCheckError):
+        httpcheck.get("127.0.0.1", port, "/health", tls=other_ca, timeout=2.0)
