@@ -157,7 +157,8 @@ def _load_identity(ep: Endpoint) -> paramiko.PKey | None:
     hint = "check ssh.identity_file in the inventory"
     try:
         return paramiko.PKey.from_path(path)
-    except paramiko.PasswordRequiredException:
+    # cryptography signals an encrypted key without a password with TypeError.
+    except (paramiko.PasswordRequiredException, TypeError):
         raise AuthenticationFailed(
             f"identity file {path} is encrypted",
             host=ep.label,

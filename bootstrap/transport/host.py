@@ -290,7 +290,7 @@ class SSHHost:
     def _upload(self, sftp: paramiko.SFTPClient, path: str, content: bytes, mode: int) -> None:
         # "x": exclusive create, never through a planted file or symlink. The mode is set
         # while the file is still empty, so key material is never readable by others.
-        with sftp.open(path, "xb") as f:
+        with sftp.open(path, "wxb") as f:
             f.chmod(mode)
             f.set_pipelined(True)
             f.write(content)
