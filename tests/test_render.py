@@ -707,6 +707,21 @@ def test_default_templates_dir_has_the_four_templates() -> None:
         assert root.joinpath(f"{name}.yaml.j2").is_file()
 
 
+def test_flag_paths_exist_in_the_real_master_tree(tmp_path: Path) -> None:
+    """With the real PKI, kubeconfigs and encryption config (bootstrap.pki / bootstrap.plan),
+    every file a flag names is in the master's tree and under one of the pod's mounts."""
+    from bootstrap.pki import ensure_pki
+    from bootstrap.plan import support_files
+
+    inventory = example_inventory()
+    pki = ensure_pki(inventory, tmp_path / "state")
+    for master in inventory.masters:
+        tree = support_files(inventory, pki, master)
+        files = render_manifests(inventory, master, tree, full_cluster(inventory))
+        for component in COMPONENTS:
+            _check_pod_shape(parsed(files[manifest_path(component)]), component, tree)
+
+
 # --- the yaml filter --------------------------------------------------------------------
 
 
@@ -763,44 +778,49 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture
-def etcd_from_rendered_manifest(tmp_path: Path) -> Iterator[tuple[dict[str, Any], int]]:
-    """Run the rendered etcd.yaml command of a one-master etcd 3.5.1 / k8s 1.31 inventory on
-    loopback: only ports, the PKI dir and the data dir are rewritten. TLS material is a
-    real CA + server/peer certs from tests/etcd_support.py (SANs 127.0.0.1)."""
-    from etcd_support import make_pki
-
-    base = ipv6_inventory()
+def _solo_inventory() -> tuple[Inventory, Master]:
+    """One master on 127.0.0.1 with the lab's versions (etcd 3.5.1, Kubernetes 1.31)."""
+    base = example_inventory(kubernetes_version="v1.31.4", etcd_version="3.5.1", extra_args={})
     master = Master(
         name="solo",
         address=ipaddress.ip_address("127.0.0.1"),
         ssh=base.masters[0].ssh,
         ssh_host="127.0.0.1",
     )
-    inventory = dataclasses.replace(base, masters=(master,), extra_args={})
-    files = render_manifests(
-        inventory, master, fake_mounted_files(inventory, master), full_cluster(inventory)
-    )
-    pod = parsed(files[manifest_path("etcd")])
-    container = pod["spec"]["containers"][0]
+    return dataclasses.replace(base, masters=(master,), control_plane_host="127.0.0.1"), master
 
-    pki = make_pki(tmp_path / "testpki")
-    etcd_dir = tmp_path / "pki" / "etcd"
-    etcd_dir.mkdir(parents=True)
-    for name, source in (
-        ("ca.crt", pki.ca),
-        ("server.crt", pki.server.cert),
-        ("server.key", pki.server.key),
-        ("peer.crt", pki.peer.cert),
-        ("peer.key", pki.peer.key),
-    ):
-        shutil.copy(source, etcd_dir / name)
+
+def _write_tree(root: Path, files: dict[str, FileSpec]) -> None:
+    for spec in files.values():
+        target = root / spec.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(spec.content)
+        target.chmod(spec.mode)
+
+
+@pytest.fixture
+def etcd_from_rendered_manifest(tmp_path: Path) -> Iterator[tuple[dict[str, Any], int]]:
+    """Run the rendered etcd.yaml command on the real etcd 3.5.1 binary, with the master's
+    real tree (bootstrap.pki + bootstrap.plan) written under tmp_path. Only the
+    /etc/kubernetes and /var/lib/etcd prefixes and the three ports are rewritten so it can
+    run on loopback without root paths."""
+    from bootstrap.pki import ensure_pki
+    from bootstrap.plan import support_files
+
+    inventory, master = _solo_inventory()
+    pki = ensure_pki(inventory, tmp_path / "state")
+    tree = support_files(inventory, pki, master)
+    files = render_manifests(inventory, master, tree, full_cluster(inventory))
+    root = tmp_path / "host"
+    _write_tree(root, tree)
+    container = parsed(files[manifest_path("etcd")])["spec"]["containers"][0]
+
     client, peer, metrics = _free_port(), _free_port(), _free_port()
     args = []
     for arg in container["command"][1:]:
         arg = (
-            arg.replace("/etc/kubernetes/pki/etcd", str(etcd_dir))
-            .replace("/var/lib/etcd", str(tmp_path / "data"))
+            arg.replace("/etc/kubernetes", str(root / "etc/kubernetes"))
+            .replace("/var/lib/etcd", str(root / "var/lib/etcd"))
             .replace(":2379", f":{client}")
             .replace(":2380", f":{peer}")
             .replace(":2381", f":{metrics}")
