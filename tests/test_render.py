@@ -503,6 +503,14 @@ def test_extra_arg_bind_address_moves_probe_host() -> None:
     )
 
 
+@pytest.mark.parametrize("value", ["a: b #c", "yes", "'quoted'", "x\ny", "{flow}", "*alias", "%"])
+def test_extra_arg_values_cannot_change_the_document(value: str) -> None:
+    inventory = example_inventory(extra_args={"kube-scheduler": {"odd-flag": value}})
+    pods = _render_one(inventory)
+    assert _flag(_container(pods, "kube-scheduler"), "odd-flag") == value
+    assert list(pods["kube-scheduler"]) == ["apiVersion", "kind", "metadata", "spec", "status"]
+
+
 def test_authorization_config_drops_authorization_mode() -> None:
     inventory = example_inventory(
         extra_args={"kube-apiserver": {"authorization-config": "/etc/kubernetes/pki/authz.yaml"}}
