@@ -248,10 +248,16 @@ def test_runner_in_a_host_runs_real_etcd_from_the_bin_dir(lab: LabInfo) -> None:
     assert wrote.returncode == 0, wrote.stderr
     running = _wait_pod("m3", "kube-system/etcd-probe",
                         lambda p: p.get("phase") == "Running" and bool(p.get("pid")))
-    health = api.exec_in("m3", [sys.executable, "-c", (
-        "import urllib.request;"
-        "print(urllib.request.urlopen('http://127.0.0.1:2381/health',timeout=5).read().decode())"
-    )])
+    # A fresh member answers 503 until it has elected itself: poll, do not sleep-and-hope.
+    health_probe = [sys.executable, "-c", (
+        "import urllib.request,time\n"
+        "for _ in range(150):\n"
+        "    try:\n"
+        "        print(urllib.request.urlopen('http://127.0.0.1:2381/health',timeout=5)"
+        ".read().decode()); break\n"
+        "    except OSError: time.sleep(0.2)\n"
+    )]
+    health = api.exec_in("m3", health_probe)
     assert health.returncode == 0, health.stderr
     assert json.loads(health.stdout)["health"] == "true"
     # Its data lands in m3's own /var/lib/etcd (disk under lab/.state), nowhere else.
