@@ -137,7 +137,7 @@ def _ssh(*, per_master: bool) -> Schema:
                     "Run remote commands through `sudo -n`. Default: true when user is not root."
                 ),
             },
-            "jumpHost": {**jump_host, "type": ["object", "null"]} if per_master else jump_host,
+            "jumpHost": _or_null(jump_host) if per_master else jump_host,
             "connectTimeout": _seconds(
                 "Seconds to wait for a TCP connection and the SSH handshake.",
                 defaults.connect_timeout,
@@ -374,7 +374,7 @@ def json_schema() -> Schema:
                         "type": "string",
                         "description": "Where to connect over SSH. Default: address.",
                     },
-                    "ssh": _nullable(_ref_object("ssh")),
+                    "ssh": _or_null(_ref("ssh")),
                 },
                 description="One control-plane machine.",
                 required=("name", "address"),
@@ -383,5 +383,10 @@ def json_schema() -> Schema:
     }
 
 
-def _ref_object(name: str) -> Schema:
-    return {**_ref(name), "type": "object"}
+def _or_null(schema: Schema) -> Schema:
+    """A referenced schema, or null (a $ref keeps the referenced type, so wrap it)."""
+    description = schema.pop("description", None)
+    wrapped: Schema = {"anyOf": [{"type": "null"}, schema]}
+    if description:
+        wrapped["description"] = description
+    return wrapped

@@ -36,7 +36,10 @@ def compose(text: str, source: Path | None) -> Node | None:
         problem = _syntax_problem(exc)
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
-        problem = f"line {line}: character {exc.character!r} is not allowed in YAML"
+        code = (
+            exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        )
+        problem = f"line {line}: character U+{code:04X} is not allowed in YAML"
     except yaml.YAMLError as exc:
         problem = f"YAML error: {exc}"
     except RecursionError:
