@@ -286,7 +286,13 @@ def wait_for_component(session: Session, component: str) -> None:
 
 
 def verify(session: Session) -> VerifyReport:
-    from bootstrap.verify import Expected, MasterEndpoints, VerifyCredentials, verify_masters
+    from bootstrap.verify import (
+        Expected,
+        MasterEndpoints,
+        PodState,
+        VerifyCredentials,
+        verify_masters,
+    )
 
     components = session.options.components
     states = _pod_states(session)
@@ -315,7 +321,7 @@ def verify(session: Session) -> VerifyReport:
     etcd = etcd_tls(session, first)
     creds = VerifyCredentials(
         etcd=etcd,
-        cluster_ca=Path(str(admin.ca)),
+        ca=Path(str(admin.ca)),
         admin_cert=Path(str(admin.cert)),
         admin_key=Path(str(admin.key)),
     )
@@ -324,4 +330,13 @@ def verify(session: Session) -> VerifyReport:
         etcd_version=session.inventory.etcd_semver,
         kubernetes_minor=session.inventory.kubernetes_minor,
     )
-    return verify_masters(endpoints, expected, creds, components=components, pod_states=states)
+    pod_states = {
+        name: {
+            c: PodState(
+                running=s.running, reason="" if s.running else s.describe(), restarts=s.restarts
+            )
+            for c, s in by_component.items()
+        }
+        for name, by_component in states.items()
+    }
+    return verify_masters(endpoints, expected, creds, components=components, pod_states=pod_states)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from bootstrap.inventory.model import KUBERNETES_DIR, PKI_DIR
 from bootstrap.model import RemoteHost
@@ -50,7 +51,7 @@ def remote_cert_expiries(host: RemoteHost) -> list[CertExpiry]:
     return found
 
 
-def _role(status: object, name: str) -> str:
+def _role(status: object) -> str:
     if isinstance(status, str):
         return f"down ({status[:40]})"
     member_id = getattr(status, "member_id", 0)
@@ -66,14 +67,14 @@ def show_status(session: Session, *, output: str = "table") -> int:
     expiries = session.each_host(lambda _m, h: remote_cert_expiries(h))
     statuses = etcd_statuses(session)
     now = datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for m in session.masters:
         soonest = min(expiries[m.name], key=lambda c: c.not_after, default=None)
         rows.append(
             {
                 "master": m.name,
                 "address": str(m.address),
-                "etcdRole": _role(statuses[m.name], m.name),
+                "etcdRole": _role(statuses[m.name]),
                 "pods": {
                     c: {
                         "phase": s.phase,
