@@ -66,6 +66,8 @@ def kubeconfig_specs(node_name: str) -> tuple[KubeconfigSpec, ...]:
         ),
         KubeconfigSpec(SCHEDULER_CONF, "system:kube-scheduler", (), "local", "master"),
         # Local endpoint: kubeadm 1.33+ (ControlPlaneKubeletLocalMode, unconditional in 1.36).
+        # Cert and key stay embedded: kubeadm's later switch to the kubelet's rotated
+        # /var/lib/kubelet/pki/kubelet-client-current.pem needs a TLS bootstrap we skip.
         KubeconfigSpec(
             KUBELET_CONF, f"system:node:{node_name}", ("system:nodes",), "local", "master"
         ),

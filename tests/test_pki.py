@@ -834,3 +834,18 @@ def test_damaged_rsa_key_is_refused(tmp_path: Path, component: str) -> None:
         StateError, match=r"apiserver\.key is not a readable PEM private key .*inconsistent"
     ):
         ensure_pki(inventory, state, now=NOW)
+
+
+def test_leaves_capped_by_an_ageing_ca_are_not_reissued_every_run(tmp_path: Path) -> None:
+    inventory = make_inventory(masters=1, ca_validity_seconds=400 * 24 * HOUR)
+    state = tmp_path / "state"
+    ensure_pki(inventory, state, now=NOW)
+    late = NOW + timedelta(days=390)  # CA ends in ~10 days: inside the renewal window
+    first = ensure_pki(inventory, state, now=late)
+    assert first.events  # the 1-year leaves were due; re-issued up to the CA's end
+    assert (
+        first.leaf("cp1", "apiserver").cert.not_valid_after_utc
+        == first.ca().cert.not_valid_after_utc
+    )
+    second = ensure_pki(inventory, state, now=late + timedelta(hours=1))
+    assert second.events == ()

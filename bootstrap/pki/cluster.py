@@ -309,7 +309,7 @@ class _Run:
         existing = load_pair(spec.name, crt, key, ca=False)
         if existing is not None:
             check_signed_by(existing, ca, crt, key, ca.name)
-            reasons = self._reissue_reasons(existing, spec)
+            reasons = self._reissue_reasons(existing, spec, ca)
             if not reasons:
                 return existing
             self.events.append(f"re-issued {label}: " + "; ".join(reasons))
@@ -328,14 +328,17 @@ class _Run:
         self._stage(directory, material)
         return material
 
-    def _reissue_reasons(self, existing: CertKey, spec: CertSpec) -> list[str]:
+    def _reissue_reasons(self, existing: CertKey, spec: CertSpec, ca: CertKey) -> list[str]:
         reasons = shape_differences(existing.cert, spec)
         assert existing.key is not None
         have = algorithm_of(existing.key)
         if have != self.inventory.key_algorithm:
             reasons.append(f"key algorithm {have or 'unknown'} -> {self.inventory.key_algorithm}")
         expires = existing.cert.not_valid_after_utc
-        if expires - self.now < self.renew_before:
+        # A leaf already ending with its CA cannot get any better: re-issuing it on every
+        # run would only break determinism.
+        capped = expires >= ca.cert.not_valid_after_utc
+        if expires - self.now < self.renew_before and not capped:
             reasons.append(f"expires {expires:%Y-%m-%d %H:%M} UTC")
         return reasons
 
