@@ -136,6 +136,35 @@ def wait_for(
         time.sleep(interval)
 
 
+def pod_instance(session: Session, name: str, component: str) -> str | None:
+    from bootstrap.podstate import read_pod_states
+
+    return read_pod_states(session.host(name))[component].instance
+
+
+def wait_for_new_instance(session: Session, name: str, component: str, before: str | None) -> None:
+    """Until the node runs the pod from the new manifest (its instance id changed)."""
+    from bootstrap.podstate import read_pod_states
+
+    def probe() -> tuple[bool, str, list[str]]:
+        state = read_pod_states(session.host(name))[component]
+        if state.phase in FATAL_PHASES:
+            return False, f"{state.describe()}", [name]
+        adopted = state.instance is not None and state.instance != before
+        ok = adopted and state.running
+        text = f"{name}: {state.describe()}" + ("" if adopted else ", old spec still running")
+        return ok, text, [] if ok else [name]
+
+    wait_for(
+        session,
+        "rollout",
+        f"{component} on {name} to restart with the new manifest",
+        component,
+        probe,
+        session.inventory.timeouts.component_ready,
+    )
+
+
 # --- etcd -----------------------------------------------------------------------------
 
 

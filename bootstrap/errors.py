@@ -37,7 +37,9 @@ class InputError(BootstrapError):
 class InventoryError(InputError):
     """The inventory does not validate. ``problems`` lists every finding."""
 
-    def __init__(self, message: str, problems: list[str] | None = None, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, problems: list[str] | None = None, *, hint: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.problems = problems or []
 

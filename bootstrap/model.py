@@ -91,7 +91,9 @@ class RemoteHost(Protocol):
         set the mode, then rename into place. The target is never seen half written."""
         ...
 
-    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> AbstractContextManager[int]:
+    def forward(
+        self, remote_port: int, remote_host: str = "127.0.0.1"
+    ) -> AbstractContextManager[int]:
         """Forward a local loopback port to remote_host:remote_port as seen from the host.
         Yields the local port; closes the listener on exit."""
         ...

@@ -34,6 +34,9 @@ class PodState:
     restarts: int
     reason: str | None
     source: str  # "lab-runner" | "cri" | "none"
+    # Changes when the node adopts a new manifest for the pod (lab: the runner's config
+    # hash; CRI: the container id), so a rollout can tell "restarted with the new spec".
+    instance: str | None = None
 
     @property
     def running(self) -> bool:
@@ -83,6 +86,7 @@ def parse_lab_status(body: str) -> dict[str, PodState]:
             int(pod.get("restartCount") or 0),
             pod.get("reason") or None,
             "lab-runner",
+            pod.get("configHash") or None,
         )
     return states
 
@@ -116,6 +120,7 @@ def parse_crictl(body: str) -> dict[str, PodState]:
             restarts,
             None if running else str(c.get("state")),
             "cri",
+            str(c.get("id") or "") or None,
         )
     return states
 

@@ -76,10 +76,10 @@ def summarize(changes: Sequence[FileChange]) -> str:
     for c in changes:
         counts[c.action] += 1
     changed = counts["create"] + counts["change"] + counts["mode"]
-    return (
-        f"{changed} changed ({counts['create']} created, {counts['change']} modified, "
-        f"{counts['mode']} mode only), {counts['unchanged']} unchanged"
-    )
+    words = {"create": "created", "change": "modified", "mode": "mode fixed"}
+    parts = [f"{counts[a]} {w}" for a, w in words.items() if counts[a]]
+    detail = f" ({', '.join(parts)})" if parts else ""
+    return f"{changed} changed{detail}, {counts['unchanged']} unchanged"
 
 
 def manifest_diff(old: bytes | None, new: FileSpec) -> str:

@@ -95,31 +95,85 @@ def run_kubeconfig(session: Session) -> None:
     push_subset(session, "kubeconfig", _is_kubeconfig)
 
 
+def _restarting(session: Session, wanted: Callable[[FileChange], bool]) -> list[Master]:
+    """Masters where a running pod's manifest would be replaced (a restart, not a start)."""
+    return [
+        m
+        for m in session.masters
+        if any(c.is_manifest and c.action == "change" for c in session.diff(m.name) if wanted(c))
+    ]
+
+
+def roll(
+    session: Session,
+    phase: str,
+    component: str,
+    wanted: Callable[[FileChange], bool],
+    wait: Callable[[Session], None],
+    *,
+    first_ahead: bool = False,
+) -> None:
+    """Start new pods everywhere at once, but replace running ones master by master.
+
+    Masters without a running pod of ``component`` get their files together (the first
+    master a moment ahead when ``first_ahead``); then ``wait`` gates. Masters whose pod
+    would restart go one at a time: push, wait until the node runs the new spec, then
+    ``wait`` again, so a rolling change never takes more than one member down.
+    """
+    restarting = _restarting(session, wanted)
+    fresh = [m for m in session.masters if m not in restarting]
+    if fresh:
+        if first_ahead and len(fresh) > 1:
+            push_subset(session, phase, wanted, fresh[:1])
+            push_subset(session, phase, wanted, fresh[1:])
+        else:
+            push_subset(session, phase, wanted, fresh)
+    wait(session)
+    for master in restarting:
+        session.console.event(phase, f"rolling {component}: replacing the running pod", master.name)
+        before = checks.pod_instance(session, master.name, component)
+        push_subset(session, phase, wanted, [master])
+        if component in session.options.components:
+            checks.wait_for_new_instance(session, master.name, component, before)
+        wait(session)
+
+
 def run_etcd(session: Session) -> None:
-    is_etcd = _manifest_of("etcd")
-    first, rest = session.masters[0], session.masters[1:]
-    # The first member a moment ahead of the others: see the module docstring.
-    push_subset(session, "etcd", is_etcd, [first])
-    if rest:
-        push_subset(session, "etcd", is_etcd, rest)
-    checks.wait_for_etcd_quorum(session)
+    roll(
+        session, "etcd", "etcd", _manifest_of("etcd"), checks.wait_for_etcd_quorum, first_ahead=True
+    )
 
 
-def run_control_plane(session: Session) -> None:
-    components = session.options.components
-    apiserver = _manifest_of("kube-apiserver")
-    push_subset(session, "control-plane", lambda c: _is_apiserver_config(c) or apiserver(c))
-    if "kube-apiserver" in components:
+def _wait_apiservers(session: Session) -> None:
+    if "kube-apiserver" in session.options.components:
         checks.wait_for_apiservers(session)
     else:
         session.console.event("control-plane", "not waiting for kube-apiserver (--components)")
-    cm, sched = _manifest_of("kube-controller-manager"), _manifest_of("kube-scheduler")
-    push_subset(session, "control-plane", lambda c: cm(c) or sched(c))
-    for component in ("kube-controller-manager", "kube-scheduler"):
-        if component in components:
+
+
+def _wait_component(component: str) -> Callable[[Session], None]:
+    def wait(session: Session) -> None:
+        if component in session.options.components:
             checks.wait_for_component(session, component)
         else:
             session.console.event("control-plane", f"not waiting for {component} (--components)")
+
+    return wait
+
+
+def run_control_plane(session: Session) -> None:
+    apiserver = _manifest_of("kube-apiserver")
+    roll(
+        session,
+        "control-plane",
+        "kube-apiserver",
+        lambda c: _is_apiserver_config(c) or apiserver(c),
+        _wait_apiservers,
+    )
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        roll(
+            session, "control-plane", component, _manifest_of(component), _wait_component(component)
+        )
 
 
 def run_verify(session: Session) -> None:

@@ -99,7 +99,9 @@ class Inventory:
     etcd_extra_sans: tuple[str, ...]
     encryption_at_rest: bool
     masters: tuple[Master, ...]
-    extra_args: dict[str, dict[str, str]] = field(default_factory=dict)  # component -> flag -> value
+    extra_args: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # component -> flag -> value
     timeouts: Timeouts = field(default_factory=Timeouts)
     source: Path | None = None  # the file it was read from
     warnings: tuple[str, ...] = ()
