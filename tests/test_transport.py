@@ -17,10 +17,12 @@ import socket
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sshd_support import Sshd, free_port, keygen, start_sshd
 
 from bootstrap.errors import (
     AuthenticationFailed,
@@ -33,8 +35,7 @@ from bootstrap.errors import (
 )
 from bootstrap.inventory.model import JumpHost, Master, SSHSettings
 from bootstrap.model import FileSpec, RemoteFile
-from bootstrap.transport import SSHHost, connect, connect_all
-from sshd_support import Sshd, free_port, keygen, start_sshd
+from bootstrap.transport import CONNECT_ATTEMPTS, SSHHost, connect, connect_all
 
 pytestmark = pytest.mark.sshd
 
@@ -118,6 +119,28 @@ def _connections(sshd: Sshd) -> int:
     return sshd.log_text().count("Connection from 127.0.0.1")
 
 
+def _established_to(sshd: Sshd) -> int:
+    """Established client connections to the sshd (ss from iproute2 as the oracle)."""
+    out = subprocess.run(
+        ["ss", "-tnH", "state", "established", f"( dport = :{sshd.port} )"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def _no_established_to(sshd: Sshd) -> bool:
+    """Wait (bounded) until no client connection to the sshd is established: paramiko
+    closes sockets from its transport thread, and earlier tests' closes may still land."""
+    deadline = time.monotonic() + HANG_GUARD
+    while _established_to(sshd):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _other_key_line(tmp_path: Path, name: str, key_type: str = "ed25519") -> str:
     other = keygen(tmp_path / f"other-{key_type}", key_type)
     fields = other.with_suffix(".pub").read_text().split()
@@ -191,9 +214,7 @@ def test_host_known_only_with_another_key_type_is_a_mismatch(
 
 
 @pytest.mark.parametrize("via", ["flag", "policy"])
-def test_accept_new_records_the_key(
-    sshd: Sshd, root_key: Path, tmp_path: Path, via: str
-) -> None:
+def test_accept_new_records_the_key(sshd: Sshd, root_key: Path, tmp_path: Path, via: str) -> None:
     known = tmp_path / "fresh" / "known_hosts"
     master = make_master(
         sshd, known, root_key, policy="accept-new" if via == "policy" else "strict"
@@ -236,9 +257,7 @@ def test_hashed_known_hosts_entry(sshd: Sshd, root_key: Path, known_hosts: Path)
         assert h.run("true").exit_status == 0
 
 
-def test_bracket_port_form_among_other_lines(
-    sshd: Sshd, root_key: Path, tmp_path: Path
-) -> None:
+def test_bracket_port_form_among_other_lines(sshd: Sshd, root_key: Path, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     known.write_text(
         "@cert-authority *.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE\n"
@@ -260,9 +279,7 @@ def test_revoked_key_is_refused(sshd: Sshd, root_key: Path, known_hosts: Path) -
 # --- authentication and reachability ---------------------------------------------------
 
 
-def test_auth_failure_names_user_and_key_and_is_not_retried(
-    sshd: Sshd, known_hosts: Path
-) -> None:
+def test_auth_failure_names_user_and_key_and_is_not_retried(sshd: Sshd, known_hosts: Path) -> None:
     stranger = sshd.new_client_key("stranger")
     before = _connections(sshd)
     with pytest.raises(AuthenticationFailed) as info:
@@ -295,18 +312,14 @@ def test_encrypted_identity_file_without_agent(
     assert "secret-pass" not in str(info.value) + (info.value.hint or "")
 
 
-def test_connection_refused_is_unreachable(
-    sshd: Sshd, known_hosts: Path, root_key: Path
-) -> None:
+def test_connection_refused_is_unreachable(sshd: Sshd, known_hosts: Path, root_key: Path) -> None:
     port = free_port()
     with pytest.raises(HostUnreachable, match="refused") as info:
         connect(make_master(sshd, known_hosts, root_key, port=port))
     assert info.value.host == "m1"
 
 
-def test_unresolvable_name_is_unreachable(
-    sshd: Sshd, known_hosts: Path, root_key: Path
-) -> None:
+def test_unresolvable_name_is_unreachable(sshd: Sshd, known_hosts: Path, root_key: Path) -> None:
     master = make_master(sshd, known_hosts, root_key)
     bad = Master(
         name=master.name, address=master.address, ssh=master.ssh, ssh_host="no-such-host.invalid"
@@ -322,12 +335,14 @@ def test_port_that_is_not_sshd(sshd: Sshd, known_hosts: Path, root_key: Path) ->
         srv.listen(8)
         port = srv.getsockname()[1]
         stop = threading.Event()
+        accepted = [0]
 
         def serve() -> None:
             srv.settimeout(0.2)
             while not stop.is_set():
                 with contextlib.suppress(OSError):
                     conn, _ = srv.accept()
+                    accepted[0] += 1
                     conn.close()
 
         t = threading.Thread(target=serve, daemon=True)
@@ -336,6 +351,7 @@ def test_port_that_is_not_sshd(sshd: Sshd, known_hosts: Path, root_key: Path) ->
             with pytest.raises(TransportError) as info:
                 connect(make_master(sshd, known_hosts, root_key, port=port))
             assert info.value.host == "m1"
+            assert accepted[0] == CONNECT_ATTEMPTS  # transient: retried, then given up
         finally:
             stop.set()
             t.join(HANG_GUARD)
@@ -563,9 +579,7 @@ def test_sudo_atomic_replace(sudo_host: SSHHost, tmp_path: Path) -> None:
     _reader_sees_only_whole_files(sudo_host, tmp_path / "big.yaml", rewrites=4)
 
 
-def test_sudo_without_rights_is_reported(
-    sshd: Sshd, known_hosts: Path, sudo_user: Path
-) -> None:
+def test_sudo_without_rights_is_reported(sshd: Sshd, known_hosts: Path, sudo_user: Path) -> None:
     SUDOERS_FILE.unlink()
     try:
         with connect(make_master(sshd, known_hosts, sudo_user, user=TEST_USER, sudo=True)) as h:
@@ -637,9 +651,12 @@ def echo_server() -> Iterator[int]:
 
 def _echo_roundtrip(port: int, payload: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD) as s:
-        sender = threading.Thread(
-            target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)), daemon=True
-        )
+
+        def send() -> None:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send, daemon=True)
         sender.start()
         chunks = []
         while data := s.recv(65536):
@@ -726,6 +743,7 @@ def test_connect_all_reports_every_failure(
         connect_all(masters)
     text = str(info.value)
     assert "badkey" in text and "unknown" in text and "good:" not in text
+    assert _no_established_to(sshd)  # the "good" connection was closed again
     # Only one failure: its own type comes through.
     with pytest.raises(AuthenticationFailed):
         connect_all(masters[:2])
@@ -739,9 +757,7 @@ def test_jump_host_through_itself(sshd: Sshd, known_hosts: Path, root_key: Path)
         assert _accepted_logins(sshd) - before == 2  # the jump login and the target login
 
 
-def test_jump_host_key_is_verified_too(
-    sshd: Sshd, root_key: Path, tmp_path: Path
-) -> None:
+def test_jump_host_key_is_verified_too(sshd: Sshd, root_key: Path, tmp_path: Path) -> None:
     jump = JumpHost(address="127.0.0.1", port=sshd.port, user="root", identity_file=root_key)
     with pytest.raises(HostKeyUnknown) as info:
         connect(make_master(sshd, tmp_path / "none", root_key, jump=jump))

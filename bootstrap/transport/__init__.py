@@ -48,6 +48,11 @@ __all__ = [
 
 log = logging.getLogger("bootstrap.transport")
 
+# paramiko logs handshake failures at ERROR with tracebacks; without any handler configured
+# Python's last-resort handler would print them to stderr next to our own clean error. A
+# NullHandler stops that; a CLI that configures logging still receives them via propagation.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
 
 def connect(
     master: Master,

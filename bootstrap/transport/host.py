@@ -215,6 +215,14 @@ class SSHHost:
         stdin: bytes | None = None,
     ) -> CommandResult:
         """Run ``command`` under /bin/sh; as root through sudo when the host uses sudo."""
+        result = self._run(command, sudo=sudo, timeout=timeout, stdin=stdin)
+        if check:
+            self._check(result, f"command failed: {_short(command)}")
+        return result
+
+    def _run(
+        self, command: str, *, sudo: bool, timeout: float | None, stdin: bytes | None
+    ) -> CommandResult:
         wrapped = remote_sh.sh_c(command)
         feed = stdin
         if sudo and self.uses_sudo:
@@ -223,19 +231,27 @@ class SSHHost:
             if prefix.startswith("sudo -S"):
                 assert self._sudo_password is not None
                 feed = self._sudo_password.encode() + b"\n" + (stdin or b"")
-        result = self._exec(wrapped, feed, DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout)
-        if check and result.exit_status != 0:
-            status = result.exit_status
-            shown = status if status >= 0 else "unknown (killed?)"
-            raise RemoteCommandFailed(
-                f"command failed with exit status {shown}: "
-                f"{_short(command)}"
-                + (f"\n{_tail(result.stderr)}" if result.stderr.strip() else ""),
-                host=self.name,
-                exit_status=status,
-                stderr=_tail(result.stderr),
-                hint="see the command's output above; fix the host and re-run",
-            )
+        return self._exec(wrapped, feed, DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout)
+
+    def _check(self, result: CommandResult, what: str) -> None:
+        """Raise RemoteCommandFailed for a non-zero exit; ``what`` says what we were doing
+        (the scripts' own text would not: their first line is "set -eu")."""
+        if result.exit_status == 0:
+            return
+        status = result.exit_status
+        shown = status if status >= 0 else "unknown (killed?)"
+        raise RemoteCommandFailed(
+            f"{what} (exit status {shown})"
+            + (f"\n{_tail(result.stderr)}" if result.stderr.strip() else ""),
+            host=self.name,
+            exit_status=status,
+            stderr=_tail(result.stderr),
+            hint="see the remote error above; fix the host and re-run",
+        )
+
+    def _script(self, script: str, what: str, *, sudo: bool = True) -> CommandResult:
+        result = self._run(script, sudo=sudo, timeout=None, stdin=None)
+        self._check(result, what)
         return result
 
     # --- files --------------------------------------------------------------------------
@@ -245,7 +261,7 @@ class SSHHost:
         paths = list(paths)
         if not paths:
             return {}
-        result = self.run(remote_sh.stat_script(paths), check=False)
+        result = self._run(remote_sh.stat_script(paths), sudo=True, timeout=None, stdin=None)
         try:
             if result.exit_status != 0:
                 raise remote_sh.StatParseError(f"exit status {result.exit_status}")
@@ -262,7 +278,7 @@ class SSHHost:
 
     def read_file(self, path: str) -> bytes:
         if self.uses_sudo:
-            return self.run(f"cat -- {shlex.quote(path)}").stdout
+            return self._script(f"cat -- {shlex.quote(path)}", f"cannot read {path}").stdout
         with self._sftp_lock:
             sftp = self._sftp_client()
             try:
@@ -304,7 +320,9 @@ class SSHHost:
             try:
                 sftp.stat(directory)
             except FileNotFoundError:
-                self.run(remote_sh.mkdir_parents(directory), sudo=False)
+                self._script(
+                    remote_sh.mkdir_parents(directory), f"cannot create {directory}", sudo=False
+                )
             except (paramiko.SSHException, EOFError, OSError) as e:
                 raise self._lost(f"checking {directory}", e) from None
             try:
@@ -350,7 +368,10 @@ class SSHHost:
                 raise
         try:
             # The script removes the staging dir and the temp file itself (trap on EXIT).
-            self.run(remote_sh.install_as_root(staged, staging, spec.path, spec.mode, token[:16]))
+            self._script(
+                remote_sh.install_as_root(staged, staging, spec.path, spec.mode, token[:16]),
+                f"cannot install {spec.path}",
+            )
         except BaseException:
             with self._sftp_lock:
                 with contextlib.suppress(Exception):
@@ -362,7 +383,7 @@ class SSHHost:
     def remove_files(self, paths: Sequence[str]) -> None:
         """rm -f (as root when sudo); absent paths are fine."""
         if paths:
-            self.run(remote_sh.remove_script(paths))
+            self._script(remote_sh.remove_script(paths), f"cannot remove {len(paths)} file(s)")
 
     def backup_files(self, paths: Sequence[str], backup_dir: str) -> None:
         """cp -p each existing path into backup_dir (mkdir -p, 0700), flat by basename.
@@ -371,7 +392,9 @@ class SSHHost:
         if len(set(names)) != len(names):
             raise ValueError(f"backup_files needs unique basenames, got {sorted(paths)}")
         if paths:
-            self.run(remote_sh.backup_script(paths, backup_dir))
+            self._script(
+                remote_sh.backup_script(paths, backup_dir), f"cannot back up into {backup_dir}"
+            )
 
     # --- forwarding ---------------------------------------------------------------------
 
