@@ -510,6 +510,11 @@ def test_deeply_nested_input(opener: str) -> None:
         load_text(opener * 20000)
 
 
+def test_empty_jump_host_needs_an_address() -> None:
+    problems = problems_of("ssh: {jumpHost: {}}\n" + MINIMAL)
+    assert problems == ["ssh.jumpHost.address (line 1): required"]
+
+
 def test_recursive_aliases_and_merges() -> None:
     with pytest.raises(InventoryError):
         load_text("masters: &m [*m]\nkubernetesVersion: v1.34.1\n")
@@ -575,6 +580,22 @@ def test_fuzz_random_bytes_from_a_file(
         load(path)
     except InventoryError as exc:
         assert exc.exit_code == 2
+
+
+_YAML_TOKENS = [
+    "\n", "  ", "- ", ": ", "&a ", "*a", "&b ", "*b", "<<: ", "[", "]", "{", "}", ", ", "? ",
+    "!!str ", "!!int ", "!!binary ", "!x ", "|\n", ">\n", "'", '"', "#", "~", "null", "1e999",
+    "0x1F", "masters", "ssh", "port", "kubernetesVersion", "v1.34.1", "name", "address",
+    "10.0.0.1", "cp1", "jumpHost", "networking", "serviceSubnet", "extraArgs", "etcd",
+    "identityFile", "---\n", "...\n", "%YAML 1.1\n",
+]  # fmt: skip
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(_YAML_TOKENS), max_size=60))
+def test_fuzz_yaml_token_soup(parts: list[str]) -> None:
+    """Anchors, aliases, merges, tags and flow syntax in random combinations."""
+    _assert_inventory_or_error("".join(parts))
 
 
 _EXAMPLE_TEXT = EXAMPLE.read_text()

@@ -409,16 +409,17 @@ class _Loader:
         sudo = sec.boolean("sudo")
         if sudo is not None:
             changes["sudo"] = sudo
-        if sec.has("jumpHost"):  # an explicit null means: connect directly
-            changes["jump_host"] = self.jump_host(sec.section("jumpHost", JUMP_HOST_KEYS))
+        if sec.has("jumpHost"):  # replaced as a whole; an explicit null: connect directly
+            jump = sec.section("jumpHost", JUMP_HOST_KEYS)
+            changes["jump_host"] = self.jump_host(jump) if sec.given("jumpHost") else None
         timeout = self.seconds(sec, "connectTimeout", MAX_CONNECT_TIMEOUT_SECONDS)
         if timeout is not None:
             changes["connect_timeout"] = timeout
         return changes
 
     def jump_host(self, sec: Section) -> JumpHost | None:
-        if not sec.pairs:
-            return None
+        if not isinstance(sec.node, MappingNode):
+            return None  # the wrong type is already reported
         address = sec.parsed("address", formats.check_connect_host, required=True)
         port = self.port(sec, "port")
         user = sec.parsed("user", formats.check_ssh_user)

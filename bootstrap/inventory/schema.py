@@ -94,7 +94,8 @@ def _ssh(*, per_master: bool) -> Schema:
     jump_host: Schema = {
         **_ref("jumpHost"),
         "description": (
-            "Connect through this bastion host (SSH ProxyJump). "
+            "Connect through this bastion host (SSH ProxyJump); a master's jumpHost "
+            "replaces the default one as a whole. "
             + (
                 "null: connect directly, even if the defaults name a jump host."
                 if per_master
