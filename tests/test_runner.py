@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -284,7 +285,12 @@ def test_liveness_failure_restarts_with_reason(tmp_path: Path) -> None:
                                 lambda e: e["restartCount"] >= 1)
         assert entry["lastTerminationReason"] == "LivenessProbeFailed"
         assert entry["lastExitCode"] == 128 + signal.SIGTERM  # sh exits on SIGTERM
-        assert entry["ready"] is False or entry["probes"]["liveness"] != "failure"
+        assert "lab-runner: start container live (restart 1)" in (
+            runner.logs / "live.log").read_text()
+        for _ in range(20):  # whenever liveness shows failure, the pod is not ready
+            entry = runner.pod_status("kube-system/live") or {}
+            assert not (entry["ready"] and entry["probes"]["liveness"] == "failure")
+            time.sleep(0.05)
 
 
 def test_startup_probe_gates_liveness_and_readiness(tmp_path: Path) -> None:
@@ -498,3 +504,21 @@ def test_runner_killed_takes_its_pods_along(tmp_path: Path) -> None:
         wait_for(lambda: not process_alive(entry["pid"]), "the parent-death signal")
     finally:
         runner.close()
+
+
+def test_conflict_across_sources_keeps_the_directory_pod(tmp_path: Path) -> None:
+    with ManifestServer() as server:
+        server.set(200, dump(sleeper_pod("dup", args=["from-url"])))
+        args = ["--manifest-url", server.url, "--http-check-frequency", "0.2"]
+        with running(tmp_path, args) as runner:
+            runner.add_binary("busybox-sleep", SLEEPER)
+            file_path = runner.write("dup.yaml", sleeper_pod("dup", args=["from-dir"]))
+            runner.start()
+            wait_for(lambda: server.fetches() >= 2, "the URL polled")
+            entry = runner.wait_pod("kube-system/dup", "running", running_with_pid)
+            assert entry["source"] == str(file_path)
+            status = wait_for(lambda: runner.status()["conflicts"] and runner.status(),
+                              "the cross-source conflict")
+            assert status["conflicts"] == [{"pod": "kube-system/dup", "kept": str(file_path),
+                                            "sources": [str(file_path), server.url]}]
+            assert "from-dir" in (runner.logs / "dup.log").read_text()

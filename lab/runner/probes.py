@@ -198,6 +198,9 @@ class ProbeSet:
         with self.lock:
             readiness = self.states.get("readiness")
             startup = self.states.get("startup")
+            if any(self.states[k].result == "failure" for k in ("startup", "liveness")
+                   if k in self.states):
+                return False  # about to be killed: never report it ready meanwhile
             if readiness is not None:
                 return readiness.result == "success"
             return startup is None or startup.done
