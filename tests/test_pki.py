@@ -802,11 +802,18 @@ def test_a_second_concurrent_run_is_refused(state: Path) -> None:
     assert ensure_pki(make_inventory(), state, now=NOW).events == ()
 
 
+@pytest.fixture(scope="module")
+def rsa_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    state = tmp_path_factory.mktemp("rsa") / "state"
+    ensure_pki(make_inventory(masters=1, key_algorithm="RSA-2048"), state, now=NOW)
+    return state
+
+
 @pytest.mark.parametrize("component", ["d", "dmp1", "iqmp"])
-def test_damaged_rsa_key_is_refused(tmp_path: Path, component: str) -> None:
+def test_damaged_rsa_key_is_refused(rsa_state: Path, tmp_path: Path, component: str) -> None:
     inventory = make_inventory(masters=1, key_algorithm="RSA-2048")
     state = tmp_path / "state"
-    ensure_pki(inventory, state, now=NOW)
+    shutil.copytree(rsa_state, state)
     path = state / "masters/cp1/pki/apiserver.key"
     key = load_pem_private_key(path.read_bytes(), None)
     assert isinstance(key, rsa.RSAPrivateKey)
