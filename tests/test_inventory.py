@@ -793,6 +793,7 @@ def test_schema_is_json_and_draft_2020_12() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["additionalProperties"] is False
     assert schema["required"] == ["kubernetesVersion", "masters"]
+    assert schema["description"] and schema["title"]
 
 
 def test_schema_validator_is_not_vacuous() -> None:

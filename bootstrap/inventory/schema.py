@@ -161,10 +161,6 @@ def json_schema() -> Schema:
     return {
         "$schema": SCHEMA_DIALECT,
         "title": "k8s-bootstrap inventory",
-        "description": (
-            "Masters and settings for a highly-available Kubernetes control plane with "
-            "stacked etcd (see inventory.example.yaml)."
-        ),
         **_object(
             TOP_KEYS,
             {
@@ -318,7 +314,10 @@ def json_schema() -> Schema:
                     "items": _ref("master"),
                 },
             },
-            description="",
+            description=(
+                "Masters and settings for a highly-available Kubernetes control plane with "
+                "stacked etcd (see inventory.example.yaml)."
+            ),
             required=("kubernetesVersion", "masters"),
         ),
         "$defs": {
