@@ -41,6 +41,31 @@ def _components(value: str) -> list[str]:
     return chosen
 
 
+# --- shared argument groups (used by bootstrap.commands.* too) ---------------------------
+
+
+def add_inventory_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inventory", "-i", required=True, type=Path, help="inventory YAML")
+    p.add_argument("--state-dir", type=Path, help="local state (default ./.bootstrap/<cluster>)")
+
+
+def add_ssh_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="trust and record unknown SSH host keys (never replaces a changed key)",
+    )
+
+
+def add_component_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--components",
+        type=_components,
+        default=list(COMPONENT_CHOICES),
+        help="limit waits and checks to these components (etcd: a lab without kube binaries)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootstrap",
@@ -50,29 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="print every file written")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def with_inventory(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--inventory", "-i", required=True, type=Path, help="inventory YAML")
-        p.add_argument(
-            "--state-dir", type=Path, help="local state (default ./.bootstrap/<cluster>)"
-        )
-
-    def with_ssh(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--accept-new-host-keys",
-            action="store_true",
-            help="trust and record unknown SSH host keys (never replaces a changed key)",
-        )
-
-    def with_components(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--components",
-            type=_components,
-            default=list(COMPONENT_CHOICES),
-            help="limit waits and checks to these components (etcd: a lab without kube binaries)",
-        )
-
     p = sub.add_parser("render", help="write each master's files to a local directory (offline)")
-    with_inventory(p)
+    add_inventory_args(p)
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument(
         "--templates", type=Path, help="template directory (default: the installed ones)"
@@ -88,15 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_inventory_schema)
 
     p = sub.add_parser("plan", help="dry run: what init would change on each host (read-only)")
-    with_inventory(p)
-    with_ssh(p)
+    add_inventory_args(p)
+    add_ssh_args(p)
     p.add_argument("--templates", type=Path)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("init", help="bring the control plane up (idempotent)")
-    with_inventory(p)
-    with_ssh(p)
-    with_components(p)
+    add_inventory_args(p)
+    add_ssh_args(p)
+    add_component_args(p)
     p.add_argument("--templates", type=Path)
     p.add_argument(
         "--skip-phases", type=_csv, default=[], help=f"comma list of: {', '.join(PHASE_NAMES)}"
@@ -111,30 +115,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "verify", help="check etcd and the control plane from each master's loopback"
     )
-    with_inventory(p)
-    with_ssh(p)
-    with_components(p)
+    add_inventory_args(p)
+    add_ssh_args(p)
+    add_component_args(p)
     p.add_argument("--output", "-o", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("status", help="pods, etcd roles and certificate expiry per master")
-    with_inventory(p)
-    with_ssh(p)
+    add_inventory_args(p)
+    add_ssh_args(p)
     p.add_argument("--output", "-o", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_status)
+
+    # Day-2 commands live in their own modules; each registers its subcommands here.
+    # They import only argparse at this point, so `--help` stays fast.
+    from bootstrap.commands import register_all
+
+    register_all(sub)
     return parser
 
 
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _console(args: argparse.Namespace) -> Console:
+def make_console(args: argparse.Namespace) -> Console:
     from bootstrap.console import Console
 
     return Console(verbose=bool(getattr(args, "verbose", False)))
 
 
-def _load_inventory(path: Path, console: Console) -> Inventory:
+def load_inventory(path: Path, console: Console) -> Inventory:
     from bootstrap.inventory import load
 
     inventory = load(path)
@@ -143,11 +153,11 @@ def _load_inventory(path: Path, console: Console) -> Inventory:
     return inventory
 
 
-def _session(args: argparse.Namespace) -> Session:
+def make_session(args: argparse.Namespace) -> Session:
     from bootstrap.session import Options, Session, default_state_dir
 
-    console = _console(args)
-    inventory = _load_inventory(args.inventory, console)
+    console = make_console(args)
+    inventory = load_inventory(args.inventory, console)
     options = Options(
         accept_new_host_keys=bool(getattr(args, "accept_new_host_keys", False)),
         ignore_preflight_errors=tuple(getattr(args, "ignore_preflight_errors", ()) or ()),
@@ -165,7 +175,7 @@ def _session(args: argparse.Namespace) -> Session:
 def cmd_render(args: argparse.Namespace) -> int:
     from bootstrap.render_tree import write_trees
 
-    session = _session(args)
+    session = make_session(args)
     written = write_trees(session.plans, args.out)
     session.console.event(
         "render", f"{written} files for {len(session.plans)} masters in {args.out}"
@@ -174,8 +184,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory_check(args: argparse.Namespace) -> int:
-    console = _console(args)
-    inventory = _load_inventory(args.file, console)
+    console = make_console(args)
+    inventory = load_inventory(args.file, console)
     names = ", ".join(f"{m.name} ({m.address})" for m in inventory.masters)
     console.out(
         f"{args.file}: ok: cluster {inventory.cluster_name}, "
@@ -194,7 +204,7 @@ def cmd_inventory_schema(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from bootstrap.planview import show_plan
 
-    session = _session(args)
+    session = make_session(args)
     try:
         return show_plan(session)
     finally:
@@ -205,7 +215,7 @@ def _init(args: argparse.Namespace, only: str | None) -> int:
     from bootstrap.phases import find, run_phases
     from bootstrap.rollout import INIT_PHASES
 
-    session = _session(args)
+    session = make_session(args)
     try:
         if only is not None:
             phases = [find(INIT_PHASES, only)]
@@ -237,7 +247,7 @@ def cmd_init_phase(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from bootstrap import checks
 
-    session = _session(args)
+    session = make_session(args)
     try:
         report = checks.verify(session)
         if args.output == "json":
@@ -252,7 +262,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from bootstrap.statusview import show_status
 
-    session = _session(args)
+    session = make_session(args)
     try:
         return show_status(session, output=args.output)
     finally:
