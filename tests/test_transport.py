@@ -514,7 +514,19 @@ def sudo_user(sshd: Sshd) -> Iterator[Path]:
     finally:
         SUDOERS_FILE.unlink(missing_ok=True)
         if created:
-            subprocess.run(["userdel", "-r", TEST_USER], check=False, capture_output=True)
+            _userdel(TEST_USER)
+
+
+def _userdel(user: str) -> None:
+    """userdel refuses while the user's last SSH session is still winding down: retry."""
+    deadline = time.monotonic() + HANG_GUARD
+    while True:
+        done = subprocess.run(["userdel", "-r", user], capture_output=True, text=True)
+        if done.returncode in (0, 6) or time.monotonic() > deadline:  # 6: no such user
+            if done.returncode not in (0, 6):
+                print(f"warning: could not remove test user {user}: {done.stderr}")
+            return
+        time.sleep(0.2)
 
 
 @pytest.fixture
