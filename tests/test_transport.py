@@ -799,3 +799,31 @@ def _no_stray_staging() -> Iterator[None]:
     yield
     for name in {n for n in os.listdir("/tmp") if n.startswith("bootstrap-stage-")} - before:
         shutil.rmtree(Path("/tmp") / name, ignore_errors=True)
+
+
+def test_agent_auth_when_no_identity_file(
+    sshd: Sshd, known_hosts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = sshd.new_client_key("agent-only")
+    sshd.authorize("root", key.with_suffix(".pub"))
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", str(sock)],
+        stdout=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        while not sock.exists():
+            assert agent.poll() is None and time.monotonic() < deadline, "ssh-agent did not start"
+            time.sleep(0.05)
+        env = {"PATH": "/usr/bin:/bin", "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(key)], check=True, env=env, capture_output=True)
+        key.unlink()  # now only the agent holds it
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* to fall back on
+        with connect(make_master(sshd, known_hosts, None)) as h:
+            assert h.run("echo agent").stdout == b"agent\n"
+    finally:
+        agent.terminate()
+        agent.wait(HANG_GUARD)
