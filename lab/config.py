@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STATE = REPO / "lab" / ".state"
+
+# LAB_INSTANCE=1..9 runs a second (third...) lab beside the default one: its own state
+# dir, names and subnet, so parallel test runs on one machine do not collide.
+INSTANCE = os.environ.get("LAB_INSTANCE", "").strip()
+if INSTANCE and not (INSTANCE.isdigit() and 1 <= int(INSTANCE) <= 9):
+    raise SystemExit(f"LAB_INSTANCE must be a digit 1-9, not {INSTANCE!r}")
+_SUFFIX = f"-{INSTANCE}" if INSTANCE else ""
+STATE = REPO / "lab" / f".state{_SUFFIX}"
 RECORD = STATE / "lab.json"
 LOCK = STATE / "lock"
 NS_DIR = STATE / "ns"  # persistent mount/UTS namespace handles (a private bind mount)
@@ -19,10 +27,10 @@ DEFAULT_BIN_DIR = STATE / "bin"
 INVENTORY = STATE / "masters.yaml"
 BOOTSTRAP_STATE = REPO / ".bootstrap"  # the tool's local PKI: hidden from every host
 
-PREFIX = "bslab"  # netns names, veth names and the bridge all start with it
+PREFIX = f"bslab{INSTANCE}"  # netns names, veth names and the bridge all start with it
 BRIDGE = f"{PREFIX}0"
-DEFAULT_SUBNET = "10.213.0.0/24"
-SUDOERS_FILE = Path("/etc/sudoers.d/bslab-labadmin")
+DEFAULT_SUBNET = f"10.213.{int(INSTANCE or 0)}.0/24"
+SUDOERS_FILE = Path(f"/etc/sudoers.d/{PREFIX}-labadmin")
 SUDO_USER = "labadmin"
 
 # Inside a host: where the bin dir is bound (read-only) and what the runner is given.

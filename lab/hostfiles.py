@@ -123,15 +123,18 @@ def ensure_sudo_user(record_created: list[str]) -> None:
     try:
         pwd.getpwnam(SUDO_USER)
     except KeyError:
-        subprocess.run(
+        made = subprocess.run(
             ["useradd", "--create-home", "--shell", "/bin/bash", SUDO_USER],
-            check=True, capture_output=True,
+            check=False, capture_output=True,
         )
+        # 9: another lab instance created it a moment ago (the user is shared, never removed).
+        if made.returncode not in (0, 9):
+            raise LabError(f"useradd {SUDO_USER} failed: {made.stderr.decode().strip()}") from None
         record_created.append(f"user:{SUDO_USER}")
     # "!" (useradd's default) is a locked account, which sshd refuses even for keys
     # when UsePAM is off; "*" means "no password" and is not locked.
     subprocess.run(["usermod", "-p", "*", SUDO_USER], check=True, capture_output=True)
-    tmp = SUDOERS_FILE.with_name(".bslab-labadmin.tmp")
+    tmp = SUDOERS_FILE.with_name(f".{SUDOERS_FILE.name}.tmp")
     tmp.write_text(
         f"# lab only, removed by `python -m lab down`\n{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n"
     )

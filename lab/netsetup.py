@@ -46,8 +46,13 @@ def lab_links() -> list[str]:
     return sorted(
         str(link["ifname"])
         for link in _ip_json(["link", "show"])
-        if str(link.get("ifname", "")).startswith(PREFIX)
+        if _ours(str(link.get("ifname", "")))
     )
+
+
+def _ours(ifname: str) -> bool:
+    """The bridge and our veths; not another lab instance's (bslab1-... vs bslab-...)."""
+    return ifname == BRIDGE or ifname.startswith(f"{PREFIX}-")
 
 
 def subnet_routes(subnet: ipaddress.IPv4Network) -> list[dict[str, Any]]:
