@@ -90,7 +90,9 @@ class Session:
             from bootstrap.transport import connect_all
 
             connected = connect_all(
-                list(self.masters), accept_new_host_keys=self.options.accept_new_host_keys
+                list(self.masters),
+                accept_new_host_keys=self.options.accept_new_host_keys,
+                sudo_password=self.options.sudo_password,
             )
             self._hosts = dict(connected)
         return self._hosts
