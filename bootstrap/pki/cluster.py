@@ -29,7 +29,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -157,14 +157,20 @@ def ensure_pki(
     *,
     now: datetime | None = None,
     key_factory: KeyFactory = generate_key,
+    renew: Collection[str] = (),
 ) -> ClusterPKI:
     """Load the cluster PKI from state_dir, creating what is missing. Raises StateError
-    (before writing anything) when existing material is inconsistent."""
+    (before writing anything) when existing material is inconsistent.
+
+    ``renew`` names leaf/client certificates to re-issue (new key, same shape, validity
+    from ``now``) even when they are still good: labels as in ``events``, e.g.
+    "cp1/apiserver", "cp1/kubeconfig/scheduler", "kubeconfig/admin". CAs and sa.* are
+    never renewed (``certs renew``, kubeadm.md §2.3)."""
     moment = now or datetime.now(UTC)
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     ensure_dir(state_dir)
     with _locked(state_dir):
-        return _ensure(_Run(inventory, state_dir, moment, key_factory))
+        return _ensure(_Run(inventory, state_dir, moment, key_factory, frozenset(renew)))
 
 
 @contextmanager
@@ -265,9 +271,15 @@ class _Run:
     """One ensure_pki call: validates and creates in memory, writes only in commit()."""
 
     def __init__(
-        self, inventory: Inventory, state_dir: Path, now: datetime, key_factory: KeyFactory
+        self,
+        inventory: Inventory,
+        state_dir: Path,
+        now: datetime,
+        key_factory: KeyFactory,
+        renew: frozenset[str] = frozenset(),
     ) -> None:
         self.inventory = inventory
+        self.renew = renew
         self.state_dir = state_dir
         self.shared = shared_pki_dir(state_dir)
         self.now = now
@@ -310,6 +322,8 @@ class _Run:
         if existing is not None:
             check_signed_by(existing, ca, crt, key, ca.name)
             reasons = self._reissue_reasons(existing, spec, ca)
+            if label in self.renew:
+                reasons.append("renewal requested")
             if not reasons:
                 return existing
             self.events.append(f"re-issued {label}: " + "; ".join(reasons))
