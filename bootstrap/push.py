@@ -58,12 +58,24 @@ def backup_dir_name(now: float | None = None) -> str:
 
 
 def apply_changes(
-    host: RemoteHost, changes: Iterable[FileChange], *, backup_dir: str | None = None
+    host: RemoteHost,
+    changes: Iterable[FileChange],
+    *,
+    backup_dir: str | None = None,
+    manifests_dir: str = MANIFESTS_DIR,
 ) -> list[FileChange]:
-    """Write every change; support files first, then manifests. Returns what was written."""
+    """Write every change; support files first, then manifests. Returns what was written.
+
+    A manifest that is replaced is first copied to ``backup_dir`` (never inside the
+    manifests dir: the kubelet would run the copy as a second pod).
+    """
     pending = [c for c in changes if c.writes]
-    ordered = sorted(pending, key=lambda c: (c.is_manifest, c.spec.path))
-    replaced_manifests = [c.spec.path for c in ordered if c.is_manifest and c.remote is not None]
+
+    def is_manifest(change: FileChange) -> bool:
+        return change.spec.path.startswith(manifests_dir.rstrip("/") + "/")
+
+    ordered = sorted(pending, key=lambda c: (is_manifest(c), c.spec.path))
+    replaced_manifests = [c.spec.path for c in ordered if is_manifest(c) and c.remote is not None]
     if replaced_manifests:
         host.backup_files(replaced_manifests, backup_dir or backup_dir_name())
     for change in ordered:
