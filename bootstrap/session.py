@@ -40,6 +40,8 @@ class Options:
     templates_dir: Path | None = None
     sudo_password: str | None = None
     dry_run: bool = False
+    delivery: str = "file"  # "file": manifests dir over SSH; "http": published (delivery.py)
+    serve_url: str | None = None  # the running `bootstrap serve` (http delivery)
 
 
 def default_state_dir(inventory: Inventory) -> Path:
