@@ -247,6 +247,9 @@ def _hostinit_config(host: HostSpec, bins: Path, runner: bool, ready_fd: int) ->
         "dir_binds": [[str(data / src), target] for src, target in HOST_DIR_BINDS],
         "file_binds": [[str(data / src), target] for src, target in HOST_FILE_BINDS],
         "hidden": [str(BOOTSTRAP_STATE), str(STATE)],
+        # A checkout (and its venv) under /tmp must stay visible to the host's runner
+        # although the host gets a private /tmp (CI clones into /tmp).
+        "keep_visible": sorted({str(REPO), sys.prefix}),
         "sshd_log": HOST_SSHD_LOG,
         "runner": None,
     }

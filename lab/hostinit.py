@@ -68,6 +68,25 @@ def tmpfs(target: str, mode: str, extra: int = 0) -> None:
     _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | extra, f"mode={mode},size=64m")
 
 
+def private_tmp(keep_visible: list[str]) -> None:
+    """A private /tmp for the host, with any kept path under /tmp bound back in place.
+
+    The kept paths (the repo and its venv, whose python runs the lab kubelet) are parked
+    under /run first, because the new tmpfs hides everything below /tmp.
+    """
+    under_tmp = [p for p in keep_visible if p == "/tmp" or p.startswith("/tmp/")]
+    parked = []
+    for i, path in enumerate(under_tmp):
+        holder = f"/run/bslab-keep/{i}"
+        os.makedirs(holder, mode=0o700, exist_ok=True)
+        bind(path, holder)
+        parked.append((holder, path))
+    tmpfs("/tmp", "1777")
+    for holder, path in parked:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        bind(holder, path)
+
+
 def build_mounts(cfg: dict[str, Any]) -> None:
     # Pitfall 4: this namespace copied every mount, including other hosts' namespace
     # handles and /run/netns, which would pin their namespaces. Drop them.
@@ -87,7 +106,7 @@ def build_mounts(cfg: dict[str, Any]) -> None:
     bind(cfg["bin_dir"], cfg["host_bin_dir"], readonly=True)
     for source, target in cfg["dir_binds"] + cfg["file_binds"]:
         bind(source, target)
-    tmpfs("/tmp", "1777")
+    private_tmp(cfg.get("keep_visible", []))
     # The lab's state (client key, other hosts' dirs) and the tool's PKI: not for hosts.
     for hidden in cfg["hidden"]:
         tmpfs(hidden, "0700", MS_RDONLY)
