@@ -66,6 +66,23 @@ def add_component_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_delivery_args(p: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    # nested (`init phase X`): no defaults, so flags given before `phase` survive.
+    default: str | None = argparse.SUPPRESS if nested else None
+    p.add_argument(
+        "--delivery",
+        choices=("file", "http"),
+        default=default if nested else "file",
+        help="file: write manifests into /etc/kubernetes/manifests over SSH; http: publish "
+        "them to a running `bootstrap serve` that each kubelet fetches (docs/http-source.md)",
+    )
+    p.add_argument(
+        "--serve-url",
+        default=default,
+        help="with --delivery http: the server's URL, e.g. https://10.213.5.1:8443",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootstrap",
@@ -95,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inventory_args(p)
     add_ssh_args(p)
     p.add_argument("--templates", type=Path)
+    add_delivery_args(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("init", help="bring the control plane up (idempotent)")
@@ -106,10 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-phases", type=_csv, default=[], help=f"comma list of: {', '.join(PHASE_NAMES)}"
     )
     p.add_argument("--ignore-preflight-errors", type=_csv, default=[], help="check names, or 'all'")
+    add_delivery_args(p)
     p.set_defaults(func=cmd_init)
     init_sub = p.add_subparsers(dest="init_command", metavar="phase")
     q = init_sub.add_parser("phase", help="run one phase alone")
     q.add_argument("phase", choices=PHASE_NAMES)
+    add_delivery_args(q, nested=True)
     q.set_defaults(func=cmd_init_phase)
 
     p = sub.add_parser(
@@ -164,6 +184,8 @@ def make_session(args: argparse.Namespace) -> Session:
         components=tuple(getattr(args, "components", COMPONENT_CHOICES)),
         templates_dir=getattr(args, "templates", None),
         sudo_password=os.environ.get("BOOTSTRAP_SUDO_PASSWORD") or None,
+        delivery=str(getattr(args, "delivery", None) or "file"),
+        serve_url=getattr(args, "serve_url", None),
     )
     state_dir = args.state_dir or default_state_dir(inventory)
     return Session(inventory=inventory, state_dir=state_dir, options=options, console=console)
@@ -206,6 +228,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     session = make_session(args)
     try:
+        if session.options.delivery == "http":
+            from bootstrap.delivery import show_plan_http
+
+            return show_plan_http(session)
         return show_plan(session)
     finally:
         session.close()
