@@ -139,6 +139,11 @@ def roll(
 
 
 def run_etcd(session: Session) -> None:
+    if session.options.delivery == "http":  # manifests published, not written (delivery.py)
+        from bootstrap.delivery import run_etcd_http
+
+        run_etcd_http(session)
+        return
     roll(
         session, "etcd", "etcd", _manifest_of("etcd"), checks.wait_for_etcd_quorum, first_ahead=True
     )
@@ -162,6 +167,11 @@ def _wait_component(component: str) -> Callable[[Session], None]:
 
 
 def run_control_plane(session: Session) -> None:
+    if session.options.delivery == "http":
+        from bootstrap.delivery import run_control_plane_http
+
+        run_control_plane_http(session)
+        return
     apiserver = _manifest_of("kube-apiserver")
     roll(
         session,
