@@ -12,6 +12,7 @@ from types import FrameType
 from lab.runner.httpsource import UrlSource, parse_header
 from lab.runner.pod import Settings
 from lab.runner.runner import Runner
+from lab.runner.urlconfig import ConfigWatcher, default_config_path
 
 
 def _positive_float(text: str) -> float:
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CA bundle to verify an https manifest URL (default: no check)")
     parser.add_argument("--header", action="append", default=[], metavar="'Name: value'",
                         help="header sent with every manifest-URL request (repeatable)")
+    parser.add_argument("--config",
+                        help="JSON file with the URL source settings, re-read when it changes "
+                             "(default: config.json beside --status; see lab.runner.urlconfig)")
     parser.add_argument("--file-check-frequency", type=_positive_float, default=1.0,
                         help="seconds between directory scans (kubelet default 20; lab 1)")
     parser.add_argument("--http-check-frequency", type=_positive_float, default=2.0,
@@ -80,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         probe_time_scale=args.probe_time_scale,
         stop_grace=max(0.0, args.stop_grace),
     )
+    config = ConfigWatcher(args.config or default_config_path(args.status),
+                           args.http_check_frequency)
     runner = Runner(os.path.abspath(args.manifests), os.path.abspath(args.status), settings,
-                    args.file_check_frequency, url_source)
+                    args.file_check_frequency, url_source, config)
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         logging.getLogger("lab.runner").info("signal %d: shutting down", signum)

@@ -27,6 +27,7 @@ from lab.runner.httpsource import UrlSource
 from lab.runner.manifests import DirectoryReader, PodManifest
 from lab.runner.pod import Pod, Settings, utc_now
 from lab.runner.status import write_atomic
+from lab.runner.urlconfig import Change, ConfigWatcher, UrlSettings
 
 log = logging.getLogger("lab.runner")
 
@@ -43,12 +44,20 @@ class Runner:
         settings: Settings,
         file_check_frequency: float = 1.0,
         url_source: UrlSource | None = None,
+        config: ConfigWatcher | None = None,
     ) -> None:
         self.manifest_dir = manifest_dir
         self.status_path = status_path
         self.settings = settings
         self.file_check_frequency = file_check_frequency
         self.url_source = url_source
+        self.config = config
+        # What the start-up flags asked for, restored when the config file goes away.
+        self._flag_settings = (
+            UrlSettings(url_source.url, tuple(url_source.headers), url_source.ca_file,
+                        url_source.frequency)
+            if url_source is not None else None
+        )
         self.reader = DirectoryReader(manifest_dir)
         self.pods: dict[str, Pod] = {}
         self.terminating: list[tuple[str, Pod]] = []
@@ -85,6 +94,28 @@ class Runner:
         del self.parse_failures[:-MAX_PARSE_FAILURES]
         self.source_errors = [{"file": f, "error": e} for f, e in scan.errors]
         self._dir_manifests = scan.manifests
+
+    def _apply_config(self) -> bool:
+        """Swap the URL source when the config file changed; True if the pod set changed."""
+        change: Change | None = self.config.poll() if self.config is not None else None
+        if change is None:
+            return False
+        settings = change.settings if change.from_file else self._flag_settings
+        if self.url_source is not None:
+            self.url_source.stop()
+        if settings is None:
+            log.info("manifest URL source off")
+            self.url_source = None
+            changed = bool(self._url_manifests)
+            self._url_manifests = []
+            return changed
+        self.url_source = UrlSource(settings.url, list(settings.headers), settings.frequency,
+                                    settings.ca_file)
+        # The new source starts at version 0 with no pods: keep the last good pods until
+        # its first successful fetch (a wrong token must not stop anything).
+        self._url_version = 0
+        self.url_source.start()
+        return False
 
     def _poll_url(self) -> bool:
         if self.url_source is None:
@@ -192,6 +223,7 @@ class Runner:
             "parseFailureCount": self.parse_failure_count,
             "manifestDirError": self.manifest_dir_error,
             "urlSource": self.url_source.status() if self.url_source else None,
+            "configError": self.config.error if self.config else None,
         }
 
     def write_status(self) -> None:
@@ -213,10 +245,12 @@ class Runner:
             now = time.monotonic()
             try:
                 scanned = now >= next_scan
+                config_changed = False
                 if scanned:
                     self._scan_directory()
+                    config_changed = self._apply_config()
                     next_scan = now + self.file_check_frequency
-                url_changed = self._poll_url()
+                url_changed = self._poll_url() or config_changed
                 if scanned or url_changed:
                     self.reconcile(retry_blocked=scanned)
                 self._reap()
