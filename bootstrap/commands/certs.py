@@ -1,10 +1,138 @@
-"""Placeholder: subcommands are registered here by their issue's work."""
+"""Day-2 commands for certificates, etcd snapshots and version upgrades:
+
+bootstrap certs check [--warn-days N] [-o table|json]
+bootstrap certs renew [all|NAME...]
+bootstrap etcd snapshot [--out FILE] [--keep N]
+bootstrap upgrade --to vX.Y.Z [--etcd-version V] [--dry-run]
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from bootstrap.cli import add_component_args, add_inventory_args, add_ssh_args, make_session
+
+DEFAULT_KEEP = 5  # snapshots kept in <state>/snapshots (bootstrap.snapshot.DEFAULT_KEEP)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _days(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add this module's subcommands to the main parser."""
+    """Add `certs`, `etcd` and `upgrade` to the main parser."""
+    p = sub.add_parser("certs", help="certificate expiry check and rolling renewal")
+    certs = p.add_subparsers(dest="certs_command", metavar="SUBCOMMAND", required=True)
+
+    q = certs.add_parser(
+        "check", help="expiry of every certificate on every master (kubeadm's two tables)"
+    )
+    add_inventory_args(q)
+    add_ssh_args(q)
+    q.add_argument(
+        "--warn-days",
+        type=_days,
+        default=30.0,
+        help="exit 1 when a certificate expires within this many days (default 30)",
+    )
+    q.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    q.set_defaults(func=cmd_certs_check)
+
+    q = certs.add_parser(
+        "renew", help="re-issue leaf and kubeconfig client certs, roll them out master by master"
+    )
+    add_inventory_args(q)
+    add_ssh_args(q)
+    add_component_args(q)
+    q.add_argument(
+        "names",
+        nargs="*",
+        metavar="all|NAME",
+        help="kubeadm names (apiserver, etcd-peer, admin.conf, ...); default: all",
+    )
+    q.add_argument("--keep", type=_positive, default=DEFAULT_KEEP, help="snapshots to keep")
+    q.set_defaults(func=cmd_certs_renew)
+
+    p = sub.add_parser("etcd", help="etcd maintenance")
+    etcd = p.add_subparsers(dest="etcd_command", metavar="SUBCOMMAND", required=True)
+    q = etcd.add_parser("snapshot", help="stream a checked snapshot to this machine")
+    add_inventory_args(q)
+    add_ssh_args(q)
+    q.add_argument("--out", type=Path, help="write here instead of <state>/snapshots/ (not pruned)")
+    q.add_argument(
+        "--keep", type=_positive, default=DEFAULT_KEEP, help="snapshots kept in the state dir"
+    )
+    q.set_defaults(func=cmd_etcd_snapshot)
+
+    p = sub.add_parser("upgrade", help="move the control plane to a new version, master by master")
+    add_inventory_args(p)
+    add_ssh_args(p)
+    add_component_args(p)
+    p.add_argument("--to", required=True, metavar="vX.Y.Z", help="target Kubernetes version")
+    p.add_argument("--etcd-version", help="pin etcd (default: kubeadm's etcd for the target minor)")
+    p.add_argument("--dry-run", action="store_true", help="show the per-master diff only")
+    p.add_argument("--keep", type=_positive, default=DEFAULT_KEEP, help="snapshots to keep")
+    p.set_defaults(func=cmd_upgrade)
+
+
+def cmd_certs_check(args: argparse.Namespace) -> int:
+    from bootstrap.certs import check_cluster
+
+    session = make_session(args)
+    try:
+        return check_cluster(session, warn_days=args.warn_days, output=args.output)
+    finally:
+        session.close()
+
+
+def cmd_certs_renew(args: argparse.Namespace) -> int:
+    from bootstrap.renew import renew_cluster
+
+    session = make_session(args)
+    try:
+        return renew_cluster(session, args.names, keep=args.keep)
+    finally:
+        session.close()
+
+
+def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
+    from bootstrap.snapshot import take_snapshot
+
+    session = make_session(args)
+    try:
+        info = take_snapshot(session, out=args.out, keep=args.keep)
+        session.console.out(
+            f"etcd snapshot: {info.path} ({info.size} bytes, sha256 {info.sha256}, "
+            f"revision {info.revision})"
+        )
+        return 0
+    finally:
+        session.close()
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from bootstrap.upgrade import upgrade_cluster
+
+    session = make_session(args)
+    try:
+        return upgrade_cluster(
+            session,
+            args.to,
+            pinned_etcd=args.etcd_version,
+            dry_run=args.dry_run,
+            keep=args.keep,
+        )
+    finally:
+        session.close()
