@@ -1,0 +1,129 @@
+"""`bootstrap init` on the namespace lab against the floor, the re-run cost, scaling, RSS.
+
+One run = a fresh lab (`lab up`, ~0.3 s; torn down after): timed `init --components etcd`
+(whole process, with /usr/bin/time's peak RSS and the per-phase summary line), a
+zero-change re-run next to three parallel bare SSH sessions, then the floor: the etcd
+manifests are parked, /var/lib/etcd wiped, and the same three etcd command lines (read
+back from the rendered manifests, same certs and flags) are started directly inside the
+hosts, first member 50 ms ahead (the fast path, floor.md §1) and all together.
+
+    python -m bench.init [--runs N] [--scaling-runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from bench import labctl
+from bench.stats import Report, bound_claim, markdown, ratio_claim
+
+PHASES = ("preflight", "certs", "kubeconfig", "etcd", "control-plane", "verify")
+STAGGER = 0.05
+
+
+def bench_init(report: Report, runs: int = 5) -> None:
+    init = report.new("init.3", "`bootstrap init --components etcd`, 3 masters, fresh lab")
+    push = report.new(
+        "init.push_to_quorum", "init: first etcd manifest pushed → quorum seen (from its output)"
+    )
+    phases = {p: report.new(f"init.phase.{p}", f"init phase `{p}`") for p in PHASES}
+    rss = report.new("init.rss", "peak RSS of `bootstrap init` (3 masters)", unit="MiB")
+    floor = report.new(
+        "floor.stagger", "floor: 3 etcd started directly, first 50 ms ahead → all /health true"
+    )
+    floor_together = report.new(
+        "floor.together", "floor: 3 etcd started directly, together → all /health true"
+    )
+    rerun = report.new("rerun.3", "zero-change re-run of `init`, 3 converged masters")
+    ssh = report.new("ssh.true", "baseline: 3 parallel `ssh HOST true` (ssh binary)")
+    para = report.new("ssh.paramiko", "baseline: 3 parallel paramiko connect + `true`")
+
+    for i in range(runs):
+        with tempfile.TemporaryDirectory(prefix="bench-init-") as tmp, labctl.lab(3) as info:
+            inventory = info.inventory  # type: ignore[attr-defined]
+            state = Path(tmp) / "state"
+            first = labctl.run_init(inventory, state)
+            init.add(first.seconds)
+            if first.push_to_quorum is not None:
+                push.add(first.push_to_quorum)
+            if first.rss_mib is not None:
+                rss.add(first.rss_mib)
+            for name, series in phases.items():
+                if name in first.phases:
+                    series.add(first.phases[name])
+
+            again = labctl.run_init(inventory, state)
+            if "0 changed" not in again.output:
+                raise RuntimeError(f"the re-run changed something:\n{again.output[-3000:]}")
+            rerun.add(again.seconds)
+            ssh.add(labctl.ssh_true_parallel(info))
+            para.add(labctl.paramiko_true_parallel(info))
+
+            hosts = [h.name for h in info.hosts]  # type: ignore[attr-defined]
+            commands = {h: labctl.etcd_command(h) for h in hosts}
+            labctl.stop_pods(hosts)
+            order = [(floor, STAGGER), (floor_together, 0.0)]
+            for series, ahead in order if i % 2 == 0 else order[::-1]:
+                labctl.wipe_data(hosts)
+                series.add(labctl.floor_run(commands, ahead))
+        print(
+            f"  init run {i + 1}/{runs}: init {first.seconds:.2f}s, re-run {again.seconds:.2f}s,"
+            f" floor {floor.samples[-1]:.2f}s / {floor_together.samples[-1]:.2f}s",
+            flush=True,
+        )
+
+    report.claims += [
+        ratio_claim("init.vs.floor", "init (3 masters, etcd) / floor (50 ms stagger)",
+                    init, floor, 1.25),
+        ratio_claim("init.vs.floor.together", "init (3 masters, etcd) / floor (together)",
+                    init, floor_together, 1.25),
+        bound_claim("rerun.abs", "zero-change re-run", rerun, 1.5),
+        ratio_claim("rerun.vs.ssh", "zero-change re-run / 3 parallel `ssh true`", rerun, ssh, 3.0),
+    ]
+
+
+def bench_scaling(report: Report, runs: int = 3, sizes: tuple[int, ...] = (3, 5, 7)) -> None:
+    series = {
+        n: report.new(f"scaling.{n}", f"`bootstrap init --components etcd`, {n} masters")
+        for n in sizes
+    }
+    rss = {n: report.new(f"scaling.rss.{n}", f"peak RSS of init, {n} masters", unit="MiB")
+           for n in sizes if n != sizes[0]}
+    for i in range(runs):
+        for n in sizes:  # interleaved, so load drift hits every size alike
+            with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, labctl.lab(n) as info:
+                run = labctl.run_init(info.inventory, Path(tmp) / "state")  # type: ignore[attr-defined]
+            series[n].add(run.seconds)
+            if n in rss and run.rss_mib is not None:
+                rss[n].add(run.rss_mib)
+        print(
+            f"  scaling run {i + 1}/{runs}: "
+            + ", ".join(f"{n}: {series[n].samples[-1]:.2f}s" for n in sizes),
+            flush=True,
+        )
+    report.claims.append(
+        ratio_claim(
+            "scaling", f"init t({sizes[-1]}) / t({sizes[0]})", series[sizes[-1]],
+            series[sizes[0]], 1.5,
+        )
+    )
+
+
+def main() -> int:
+    labctl.require_root()
+    parser = argparse.ArgumentParser(prog="python -m bench.init")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--scaling-runs", type=int, default=3)
+    args = parser.parse_args()
+    report = Report()
+    bench_init(report, args.runs)
+    if args.scaling_runs:
+        bench_scaling(report, args.scaling_runs)
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
