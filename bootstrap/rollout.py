@@ -143,10 +143,11 @@ def run_etcd(session: Session) -> None:
         from bootstrap.delivery import run_etcd_http
 
         run_etcd_http(session)
-        return
-    roll(
-        session, "etcd", "etcd", _manifest_of("etcd"), checks.wait_for_etcd_quorum, first_ahead=True
-    )
+    else:
+        roll(
+            session, "etcd", "etcd", _manifest_of("etcd"), checks.wait_for_etcd_quorum,
+            first_ahead=True,
+        )
 
 
 def _wait_apiservers(session: Session) -> None:
