@@ -75,10 +75,16 @@ def bench_init(report: Report, runs: int = 5) -> None:
         )
 
     report.claims += [
-        ratio_claim("init.vs.floor", "init (3 masters, etcd) / floor (50 ms stagger)",
-                    init, floor, 1.25),
-        ratio_claim("init.vs.floor.together", "init (3 masters, etcd) / floor (together)",
-                    init, floor_together, 1.25),
+        ratio_claim(
+            "init.vs.floor", "init (3 masters, etcd) / floor (50 ms stagger)", init, floor, 1.25
+        ),
+        ratio_claim(
+            "init.vs.floor.together",
+            "init (3 masters, etcd) / floor (together)",
+            init,
+            floor_together,
+            1.25,
+        ),
         bound_claim("rerun.abs", "zero-change re-run", rerun, 1.5),
         ratio_claim("rerun.vs.ssh", "zero-change re-run / 3 parallel `ssh true`", rerun, ssh, 3.0),
     ]
@@ -89,8 +95,11 @@ def bench_scaling(report: Report, runs: int = 3, sizes: tuple[int, ...] = (3, 5,
         n: report.new(f"scaling.{n}", f"`bootstrap init --components etcd`, {n} masters")
         for n in sizes
     }
-    rss = {n: report.new(f"scaling.rss.{n}", f"peak RSS of init, {n} masters", unit="MiB")
-           for n in sizes if n != sizes[0]}
+    rss = {
+        n: report.new(f"scaling.rss.{n}", f"peak RSS of init, {n} masters", unit="MiB")
+        for n in sizes
+        if n != sizes[0]
+    }
     for i in range(runs):
         for n in sizes:  # interleaved, so load drift hits every size alike
             with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, labctl.lab(n) as info:
@@ -105,8 +114,11 @@ def bench_scaling(report: Report, runs: int = 3, sizes: tuple[int, ...] = (3, 5,
         )
     report.claims.append(
         ratio_claim(
-            "scaling", f"init t({sizes[-1]}) / t({sizes[0]})", series[sizes[-1]],
-            series[sizes[0]], 1.5,
+            "scaling",
+            f"init t({sizes[-1]}) / t({sizes[0]})",
+            series[sizes[-1]],
+            series[sizes[0]],
+            1.5,
         )
     )
 

@@ -63,8 +63,14 @@ class InitRun:
 def run_init(inventory: Path, state_dir: Path, *, components: str = "etcd") -> InitRun:
     """`bootstrap init` as the user runs it (a subprocess), output lines timestamped."""
     argv = [
-        *bootstrap_argv(), "init", "--inventory", str(inventory), "--state-dir", str(state_dir),
-        "--components", components,
+        *bootstrap_argv(),
+        "init",
+        "--inventory",
+        str(inventory),
+        "--state-dir",
+        str(state_dir),
+        "--components",
+        components,
     ]
     with tempfile.NamedTemporaryFile(prefix="bench-rss-", delete=False) as fh:
         rss_file = Path(fh.name)
@@ -187,9 +193,18 @@ def floor_run(commands: dict[str, list[str]], first_ahead: float) -> float:
             at = start_at + (0.0 if i == 0 else first_ahead)
             procs.append(
                 subprocess.Popen(
-                    [*api.enter_argv(host), "python3", "-c", LAUNCHER,
-                     json.dumps(commands[host]), repr(at)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=api.host_env(), text=True,
+                    [
+                        *api.enter_argv(host),
+                        "python3",
+                        "-c",
+                        LAUNCHER,
+                        json.dumps(commands[host]),
+                        repr(at),
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=api.host_env(),
+                    text=True,
                 )
             )
         reports = []
@@ -222,15 +237,25 @@ def ssh_true_parallel(info: object) -> float:
     """Wall time of one parallel `ssh HOST true` per master (the ssh binary, lab key)."""
     hosts = info.hosts  # type: ignore[attr-defined]
     argv = [
-        "ssh", "-i", str(info.ssh_key),  # type: ignore[attr-defined]
-        "-o", f"UserKnownHostsFile={info.known_hosts}",  # type: ignore[attr-defined]
-        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-        "-o", "IdentitiesOnly=yes", "-F", "/dev/null",
+        "ssh",
+        "-i",
+        str(info.ssh_key),  # type: ignore[attr-defined]
+        "-o",
+        f"UserKnownHostsFile={info.known_hosts}",  # type: ignore[attr-defined]
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-F",
+        "/dev/null",
     ]
     started = time.perf_counter()
     procs = [
-        subprocess.Popen([*argv, f"root@{h.address}", "true"], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [*argv, f"root@{h.address}", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         for h in hosts
     ]
     errors = [p.communicate()[1] for p in procs]
@@ -249,8 +274,14 @@ def paramiko_true_parallel(info: object) -> float:
         client = paramiko.SSHClient()
         client.load_host_keys(str(info.known_hosts))  # type: ignore[attr-defined]
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        client.connect(address, username="root", key_filename=str(info.ssh_key),  # type: ignore[attr-defined]
-                       look_for_keys=False, allow_agent=False, timeout=10)
+        client.connect(
+            address,
+            username="root",
+            key_filename=str(info.ssh_key),  # type: ignore[attr-defined]
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=10,
+        )
         try:
             _i, out, _e = client.exec_command("true")
             out.channel.recv_exit_status()

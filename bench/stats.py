@@ -90,8 +90,15 @@ def ratio_claim(
 def bound_claim(key: str, label: str, series: Series, limit: float, why: str = "") -> Claim:
     """median(series) against ``< limit`` (an absolute target in the series' unit)."""
     if not series.samples:
-        return Claim(key, label, float("nan"), f"≤ {limit:g} {series.unit}", None, series.unit,
-                     why or "not measured")
+        return Claim(
+            key,
+            label,
+            float("nan"),
+            f"≤ {limit:g} {series.unit}",
+            None,
+            series.unit,
+            why or "not measured",
+        )
     value = series.median
     return Claim(key, label, value, f"≤ {limit:g} {series.unit}", value <= limit, series.unit, why)
 
