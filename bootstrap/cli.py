@@ -8,6 +8,7 @@ paramiko, grpc, jinja2) are imported inside the command functions so that
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from bootstrap.session import Session
 
 COMPONENT_CHOICES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-PHASE_NAMES = ("preflight", "certs", "kubeconfig", "etcd", "control-plane", "verify")
+PHASE_NAMES = ("preflight", "certs", "kubeconfig", "etcd", "control-plane", "join", "verify")
 
 
 def _csv(value: str) -> list[str]:
@@ -198,6 +199,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from bootstrap.render_tree import write_trees
 
     session = make_session(args)
+    session.options = dataclasses.replace(session.options, offline=True)  # never ask hosts
     written = write_trees(session.plans, args.out)
     session.console.event(
         "render", f"{written} files for {len(session.plans)} masters in {args.out}"
@@ -238,11 +240,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace, only: str | None) -> int:
+    from bootstrap.join import begin_init
     from bootstrap.phases import find, run_phases
     from bootstrap.rollout import INIT_PHASES
 
     session = make_session(args)
     try:
+        begin_init(session)  # new masters in the inventory: check the cluster, join them later
         if only is not None:
             phases = [find(INIT_PHASES, only)]
             skip: Sequence[str] = ()

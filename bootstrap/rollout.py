@@ -65,8 +65,10 @@ def push_subset(
 def run_preflight(session: Session) -> None:
     from bootstrap import preflight
 
-    session.console.event("preflight", f"connecting to {len(session.masters)} masters")
-    facts = session.each_host(lambda _m, host: preflight.gather(host))
+    # Every inventory master, new ones (pending joins) included.
+    everyone = session.inventory.masters
+    session.console.event("preflight", f"connecting to {len(everyone)} masters")
+    facts = session.each_host(lambda _m, host: preflight.gather(host), everyone)
     findings = preflight.evaluate(
         list(facts.values()),
         cluster_ca_sha256=session.cluster_ca_sha256(),
@@ -148,6 +150,9 @@ def run_etcd(session: Session) -> None:
             session, "etcd", "etcd", _manifest_of("etcd"), checks.wait_for_etcd_quorum,
             first_ahead=True,
         )
+    from bootstrap.join import record_rendered
+
+    record_rendered(session)  # how each member was rendered: stable manifests on re-runs
 
 
 def _wait_apiservers(session: Session) -> None:
@@ -194,6 +199,12 @@ def run_verify(session: Session) -> None:
         raise OperationError("verify: the control plane is not healthy (see the table above)")
 
 
+def _run_join(session: Session) -> None:
+    from bootstrap.join import run_join
+
+    run_join(session)
+
+
 INIT_PHASES: tuple[Phase, ...] = (
     Phase("preflight", "read-only checks on every host before any write", run_preflight),
     Phase("certs", "generate or reuse the PKI and push it", run_certs),
@@ -207,6 +218,11 @@ INIT_PHASES: tuple[Phase, ...] = (
         "control-plane",
         "push apiserver, then controller-manager and scheduler, waiting for each",
         run_control_plane,
+    ),
+    Phase(
+        "join",
+        "new masters join one at a time: etcd learner, promote, control plane",
+        _run_join,
     ),
     Phase("verify", "check etcd and apiserver health from every master's loopback", run_verify),
 )

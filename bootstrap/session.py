@@ -24,6 +24,7 @@ from bootstrap.inventory.model import Inventory, Master
 from bootstrap.model import FileSpec, RemoteHost
 
 if TYPE_CHECKING:
+    from bootstrap.join import EtcdLayout
     from bootstrap.pki import ClusterPKI
     from bootstrap.plan import MasterPlan
     from bootstrap.push import FileChange
@@ -42,6 +43,7 @@ class Options:
     dry_run: bool = False
     delivery: str = "file"  # "file": manifests dir over SSH; "http": published (delivery.py)
     serve_url: str | None = None  # the running `bootstrap serve` (http delivery)
+    offline: bool = False  # never contact hosts (render): etcd layout from the record only
 
 
 def default_state_dir(inventory: Inventory) -> Path:
@@ -61,6 +63,9 @@ class Session:
     _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _creds_root: Path | None = None
+    # Masters of the inventory that are not etcd members yet: the init phases leave them
+    # out (``masters``) and the join phase adds them one at a time (bootstrap.join).
+    pending_joins: set[str] = field(default_factory=set)
 
     # --- local, pure parts ------------------------------------------------------
 
@@ -71,17 +76,38 @@ class Session:
         return ensure_pki(self.inventory, self.state_dir)
 
     @cached_property
+    def etcd_layout(self) -> EtcdLayout:
+        """How each master's etcd is rendered (recorded, read back, new or joining)."""
+        from bootstrap.join import resolve_layout
+
+        return resolve_layout(self)
+
+    @cached_property
     def plans(self) -> dict[str, MasterPlan]:
         from bootstrap.plan import build_plans
 
-        return build_plans(self.inventory, self.pki, templates_dir=self.options.templates_dir)
+        return build_plans(
+            self.inventory,
+            self.pki,
+            templates_dir=self.options.templates_dir,
+            etcd_cluster_for=self.etcd_layout.cluster_for,
+        )
+
+    def replan(self, name: str) -> None:
+        """Forget the plans and ``name``'s diff: its etcd rendering changed (a join)."""
+        self.__dict__.pop("plans", None)
+        with self._lock:
+            self._diffs.pop(name, None)
 
     @property
     def masters(self) -> tuple[Master, ...]:
-        return self.inventory.masters
+        """The masters in (or forming) the cluster: the inventory minus pending joins."""
+        if not self.pending_joins:
+            return self.inventory.masters
+        return tuple(m for m in self.inventory.masters if m.name not in self.pending_joins)
 
     def cluster_ca_sha256(self) -> str:
-        first = self.masters[0].name
+        first = self.inventory.masters[0].name
         return self.pki.host_files(first)["/etc/kubernetes/pki/ca.crt"].sha256
 
     # --- hosts -------------------------------------------------------------------
@@ -92,12 +118,49 @@ class Session:
             from bootstrap.transport import connect_all
 
             connected = connect_all(
-                list(self.masters),
+                list(self.inventory.masters),
                 accept_new_host_keys=self.options.accept_new_host_keys,
                 sudo_password=self.options.sudo_password,
             )
             self._hosts = dict(connected)
         return self._hosts
+
+    def connect_reachable(self) -> dict[str, str]:
+        """Connect every master that answers; name -> error text for those that do not.
+
+        For removal and reset, where a dead host must not stop the rest. Later ``hosts``
+        holds only the reachable ones.
+        """
+        from bootstrap.errors import HostUnreachable, OperationTimeout
+        from bootstrap.transport import connect
+
+        if self._hosts is not None:
+            return {}
+        hosts: dict[str, RemoteHost] = {}
+        failed: dict[str, str] = {}
+        errors: list[BaseException] = []
+
+        def one(master: Master) -> None:
+            try:
+                hosts[master.name] = connect(
+                    master,
+                    accept_new_host_keys=self.options.accept_new_host_keys,
+                    sudo_password=self.options.sudo_password,
+                )
+            except (HostUnreachable, OperationTimeout) as exc:  # a dead host, not a bad key
+                failed[master.name] = exc.message.splitlines()[0]
+            except BaseException as exc:  # host key, auth: never skipped silently
+                errors.append(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.inventory.masters)))) as pool:
+            list(pool.map(one, self.inventory.masters))
+        if errors:
+            for host in hosts.values():
+                with contextlib.suppress(Exception):
+                    host.close()
+            raise errors[0]
+        self._hosts = {m.name: hosts[m.name] for m in self.inventory.masters if m.name in hosts}
+        return failed
 
     def host(self, name: str) -> RemoteHost:
         return self.hosts[name]

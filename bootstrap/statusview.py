@@ -91,8 +91,12 @@ def show_status(session: Session, *, output: str = "table") -> int:
                 else None,
             }
         )
+    from bootstrap.etcdview import membership_notes
+
+    membership = membership_notes(session)  # stale members, with the command to remove them
     if output == "json":
-        session.console.out(json.dumps({"masters": rows}, indent=2, sort_keys=True))
+        doc = {"masters": rows, "membership": membership}
+        session.console.out(json.dumps(doc, indent=2, sort_keys=True))
         return 0
     header = ["MASTER", "ETCD ROLE", *COMPONENTS, "SOONEST CERT EXPIRY"]
     table = [header]
@@ -121,4 +125,6 @@ def show_status(session: Session, *, output: str = "table") -> int:
     ]
     if reasons:
         session.console.out("\n".join(reasons))
+    if membership:
+        session.console.out("\n".join(f"  etcd: {line}" for line in membership))
     return 0
