@@ -1,6 +1,7 @@
 """http delivery on the namespace lab: `bootstrap serve` on the bridge address, the lab
-kubelet polling its URL, `init --delivery http` bringing etcd to quorum from served
-manifests, then the kubelet URL-source behaviours the product relies on:
+kubelet polling its URL, a file-delivered cluster switched to `init --delivery http`
+(etcd keeps quorum from served manifests, file copies removed), then the kubelet
+URL-source behaviours the product relies on:
 
 - an inventory edit (an etcd extra arg) re-published by init restarts etcd master by
   master with the new flag;
@@ -143,10 +144,19 @@ def test_http_delivery_end_to_end(lab: LabInfo, server: Server, tmp_path: Path) 
     http = ("--delivery", "http", "--serve-url", server.url)
     hosts = [h.name for h in lab.hosts]
 
-    # --- pods start from the URL: etcd reaches quorum from served manifests -------------
+    # --- file delivery first, then the switch: the same pods move to the URL -----------
+    filed = bootstrap("init", *common)
+    assert filed.returncode == 0, filed.stderr
+    on_files = {h: pod(h) for h in hosts}
+    assert all("etcd.yaml" in manifests_on_host(h) for h in hosts)
+
+    # --- pods now come from the URL: etcd keeps quorum on served manifests --------------
     first = bootstrap("init", *common, *http)
     assert first.returncode == 0, first.stderr
+    assert first.stderr.count("switching to the served manifest") >= len(hosts)
     for host in hosts:
+        # The lab kubelet keys pods by name + spec: an identical pod is not restarted.
+        assert pod(host)["pid"] == on_files[host]["pid"]  # type: ignore[index]
         etcd = pod(host)
         assert etcd is not None and etcd["phase"] == "Running", (host, etcd)
         assert etcd["source"] == delivery.node_url(server.url, host), etcd["source"]
