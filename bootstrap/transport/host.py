@@ -306,10 +306,25 @@ class SSHHost:
     def _upload(self, sftp: paramiko.SFTPClient, path: str, content: bytes, mode: int) -> None:
         # "x": exclusive create, never through a planted file or symlink. The mode is set
         # while the file is still empty, so key material is never readable by others.
+        # Not pipelined: paramiko drops the status of pipelined writes, so a full disk
+        # would leave a truncated file that we then renamed into place. Unpipelined, every
+        # write's status is checked (files here are one or two 32 KiB requests anyway).
         with sftp.open(path, "wxb") as f:
             f.chmod(mode)
-            f.set_pipelined(True)
             f.write(content)
+
+    def _free_space_note(self, directory: str) -> str:
+        """SFTP reports ENOSPC as a bare "Failure": say how much room the target has."""
+        with contextlib.suppress(Exception):
+            df = self._run(
+                f"df -Pk {shlex.quote(directory)} | tail -n 1", sudo=False, timeout=20, stdin=None
+            )
+            fields = df.stdout.decode(errors="replace").split()
+            if df.exit_status == 0 and len(fields) >= 4 and fields[3].isdigit():
+                free = int(fields[3])
+                full = " (no space left on device)" if free < 64 else ""
+                return f"; {fields[3]} KiB free in {directory}{full}"
+        return ""
 
     def _write_via_sftp(self, spec: FileSpec) -> None:
         directory = posixpath.dirname(spec.path)
@@ -333,10 +348,11 @@ class SSHHost:
                     sftp.remove(tmp)
                 if isinstance(e, OSError):
                     raise RemoteCommandFailed(
-                        f"cannot write {spec.path}: {e.strerror or e}",
+                        f"cannot write {spec.path}: {e.strerror or e}"
+                        + self._free_space_note(directory),
                         host=self.name,
-                        hint=f"check that {self.master.ssh.user} may write {directory} "
-                        "(use ssh.sudo for non-root users)",
+                        hint=f"if the disk is full, free space in {directory}; otherwise check "
+                        f"that {self.master.ssh.user} may write there (ssh.sudo: non-root)",
                     ) from None
                 if isinstance(e, (paramiko.SSHException, EOFError)):
                     raise self._lost(f"writing {spec.path}", e) from None
@@ -359,7 +375,8 @@ class SSHHost:
                     sftp.rmdir(staging)
                 if isinstance(e, OSError):
                     raise RemoteCommandFailed(
-                        f"cannot stage {spec.path} under /tmp: {e.strerror or e}",
+                        f"cannot stage {spec.path} under /tmp: {e.strerror or e}"
+                        + self._free_space_note("/tmp"),
                         host=self.name,
                         hint="check free space and permissions of /tmp on the host",
                     ) from None
