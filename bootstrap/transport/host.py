@@ -72,6 +72,11 @@ class SSHHost:
         self._sftp_lock = threading.RLock()
         self._forwarders: set[Forwarder] = set()
         self._closed = False
+        # Leftovers of a write whose connection dropped (a dot-temp beside the target, a
+        # staging dir in /tmp holding a copy of the content) are removed before the first
+        # write of this connection into that directory / through sudo.
+        self._swept_dirs: set[str] = set()
+        self._staging_swept = False
 
     def __repr__(self) -> str:
         ssh = self.master.ssh
@@ -341,6 +346,7 @@ class SSHHost:
             except (paramiko.SSHException, EOFError, OSError) as e:
                 raise self._lost(f"checking {directory}", e) from None
             try:
+                self._sweep_dir(sftp, directory)
                 self._upload(sftp, tmp, spec.content, spec.mode)
                 sftp.posix_rename(tmp, spec.path)  # plain SFTP rename refuses to replace
             except BaseException as e:
@@ -358,7 +364,30 @@ class SSHHost:
                     raise self._lost(f"writing {spec.path}", e) from None
                 raise
 
+    def _sweep_dir(self, sftp: paramiko.SFTPClient, directory: str) -> None:
+        """Remove stale temp files (``.<name>.bootstrap-tmp-<hex>``) of dropped writes in
+        ``directory``, once per connection: dot-files the kubelet ignores, but they hold
+        (partial) file contents and would pile up."""
+        if directory in self._swept_dirs:
+            return
+        for name in sftp.listdir(directory):
+            if remote_sh.is_stale_temp(name):
+                with contextlib.suppress(FileNotFoundError):
+                    sftp.remove(posixpath.join(directory, name))
+        self._swept_dirs.add(directory)
+
+    def _sweep_staging(self) -> None:
+        """Once per connection: the user's staging dirs left in /tmp by dropped writes."""
+        if not self._staging_swept:
+            self._script(
+                remote_sh.remove_stale_staging(STAGING_PREFIX),
+                "cannot remove stale staging dirs in /tmp",
+                sudo=False,
+            )
+            self._staging_swept = True
+
     def _write_via_sudo(self, spec: FileSpec) -> None:
+        self._sweep_staging()
         token = secrets.token_hex(16)
         staging = STAGING_PREFIX + token
         staged = staging + "/content"

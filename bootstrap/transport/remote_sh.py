@@ -41,10 +41,37 @@ def mkdir_parents(directory: str) -> str:
     return f"[ -d {d} ] || (umask 022 && mkdir -p -m {parent_mode(directory):04o} -- {d})"
 
 
+TEMP_MARK = ".bootstrap-tmp-"
+# What a write leaves behind when its connection drops between staging and rename:
+# ".<name>.bootstrap-tmp-<16 hex>" (both write paths use a 16-hex token).
+_STALE_TEMP = re.compile(r"\..+\.bootstrap-tmp-[0-9a-f]{16}")
+
+
 def temp_name(target: str, token: str) -> str:
     """A dot-file beside the target: same filesystem (rename is atomic), ignored by the kubelet."""
     directory, name = posixpath.split(target)
-    return posixpath.join(directory, f".{name}.bootstrap-tmp-{token}")
+    return posixpath.join(directory, f".{name}{TEMP_MARK}{token}")
+
+
+def is_stale_temp(name: str) -> bool:
+    """A leftover temp file of an interrupted write (a bare file name, not a path)."""
+    return _STALE_TEMP.fullmatch(name) is not None
+
+
+def remove_stale_temps(target: str) -> str:
+    """rm the target's own leftover temps (the glob is the only unquoted part)."""
+    directory, name = posixpath.split(target)
+    return f"rm -f -- {q(posixpath.join(directory, '.' + name + TEMP_MARK))}*"
+
+
+def remove_stale_staging(prefix: str) -> str:
+    """Run as the SSH user: remove its own staging dirs left by dropped connections (they
+    hold copies of keys). Never follows symlinks; only directories the user owns."""
+    return (
+        f"find {q(posixpath.dirname(prefix))} -maxdepth 1 -type d "
+        f"-name {q(posixpath.basename(prefix) + '*')} -user \"$(id -u)\" "
+        "-exec rm -rf -- {} +"
+    )
 
 
 def install_as_root(staged: str, staging_dir: str, target: str, mode: int, token: str) -> str:
@@ -58,6 +85,7 @@ def install_as_root(staged: str, staging_dir: str, target: str, mode: int, token
             "umask 077",
             f"trap 'rm -f -- {q(tmp)}; rm -rf -- {q(staging_dir)}' EXIT",
             mkdir_parents(posixpath.dirname(target)),
+            remove_stale_temps(target),
             f"install -m {mode:04o} -o 0 -g 0 -- {q(staged)} {q(tmp)}",
             f"mv -f -T -- {q(tmp)} {q(target)}",
         ]
