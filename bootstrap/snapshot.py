@@ -36,10 +36,12 @@ def snapshot_name(cluster: str, now: float | None = None) -> str:
 
 
 def kept_snapshots(directory: Path) -> list[Path]:
-    """Our snapshots in the directory, oldest first (the names sort by time)."""
+    """Our snapshots in the directory, oldest first (by mtime, then name: two taken in
+    the same second get a "-N" suffix, which sorts before the plain name)."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if _NAME.match(p.name) and p.is_file())
+    found = [p for p in directory.iterdir() if _NAME.match(p.name) and p.is_file()]
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
 def prune(directory: Path, keep: int) -> list[Path]:

@@ -5,6 +5,7 @@ real remote-output parser. The lab parts are in test_certs_lab.py."""
 from __future__ import annotations
 
 import base64
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -323,11 +324,21 @@ def test_versions_read_from_manifests() -> None:
 
 def test_prune_keeps_the_newest(tmp_path: Path) -> None:
     names = [snapshot_name("lab", 1_700_000_000 + i) for i in range(7)]
-    for name in names:
+    for i, name in enumerate(names):
         (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, ns=(i * 10**9, i * 10**9))
     (tmp_path / "unrelated.db").write_bytes(b"keep me")
     deleted = prune(tmp_path, 5)
     assert [p.name for p in deleted] == names[:2]
     assert [p.name for p in kept_snapshots(tmp_path)] == names[2:]
     assert (tmp_path / "unrelated.db").exists()
     assert names[0] == "etcd-lab-20231114T221320Z.db"
+
+
+def test_same_second_snapshots_sort_by_time(tmp_path: Path) -> None:
+    base = snapshot_name("lab", 1_700_000_000)
+    second = base.replace(".db", "-1.db")
+    for i, name in enumerate((base, second)):
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, ns=(i * 10**9, i * 10**9))
+    assert [p.name for p in prune(tmp_path, 1)] == [base]
