@@ -105,6 +105,14 @@ class SSHHost:
             hint="check the host and the network; re-run (writes are idempotent)",
         )
 
+    def _dropped(self, e: BaseException) -> bool:
+        """A failure that is the connection going away, whatever paramiko raised for it
+        (a dropped session surfaces in SFTP as OSError "Socket is closed")."""
+        if isinstance(e, (paramiko.SSHException, EOFError)):
+            return True
+        transport = self._client.get_transport()
+        return transport is None or not transport.is_active()
+
     def _sftp_client(self) -> paramiko.SFTPClient:
         with self._sftp_lock:
             if self._sftp is None:
@@ -352,6 +360,8 @@ class SSHHost:
             except BaseException as e:
                 with contextlib.suppress(Exception):
                     sftp.remove(tmp)
+                if isinstance(e, Exception) and self._dropped(e):
+                    raise self._lost(f"writing {spec.path}", e) from None
                 if isinstance(e, OSError):
                     raise RemoteCommandFailed(
                         f"cannot write {spec.path}: {e.strerror or e}"
@@ -402,6 +412,8 @@ class SSHHost:
                     sftp.remove(staged)
                 with contextlib.suppress(Exception):
                     sftp.rmdir(staging)
+                if isinstance(e, Exception) and self._dropped(e):
+                    raise self._lost(f"staging {spec.path}", e) from None
                 if isinstance(e, OSError):
                     raise RemoteCommandFailed(
                         f"cannot stage {spec.path} under /tmp: {e.strerror or e}"
