@@ -174,11 +174,40 @@ def _check_ready(session: Session, joiner: Master, view: ClusterView) -> list[Me
     return members
 
 
+def _refuse_wiped_members(session: Session, layout: EtcdLayout) -> None:
+    """A member whose etcd is down and whose data dir is empty must not be restarted: it
+    would come back under its old member id having forgotten what it acknowledged (raft
+    assumes members never lose their log). It has to be removed and joined again."""
+    from bootstrap.preflight import gather
+
+    view = layout.view
+    if view is None or view.members is None:
+        return
+    for master in session.inventory.masters:
+        member = member_of(master, view.members)
+        if (
+            member is None
+            or not member.started
+            or isinstance(view.statuses.get(master.name), Status)
+        ):
+            continue
+        if gather(session.host(master.name)).etcd_data_entries:
+            continue
+        raise OperationError(
+            f"{master.name} is etcd member {member.hex_id} but its etcd does not answer and its "
+            f"{ETCD_DATA_DIR} is empty (host wiped or replaced?): starting it again would bring "
+            "back a member that forgot its log",
+            hint=f"remove the member first (`bootstrap remove-master {master.name}`), then "
+            "`bootstrap init` adds it back as a new member; nothing was written",
+        )
+
+
 def begin_init(session: Session) -> None:
     """Find new masters and refuse to go on with an unhealthy cluster (nothing written yet)."""
     layout = session.etcd_layout
     for note in layout.notes:
         session.console.event("etcd", note)
+    _refuse_wiped_members(session, layout)
     if not layout.joiners:
         return
     view = layout.view
