@@ -149,7 +149,8 @@ def host_tree(host: str, roots: Sequence[str] = WATCHED) -> Tree:
         host, f"for d in {listed}; do [ -e $d ] && find $d -printf '%y %m %U:%G %p\\n'; done; true"
     )
     sums = host_sh(
-        host, f"for d in {listed}; do [ -e $d ] && find $d -type f -exec sha256sum {{}} +; done; true"
+        host,
+        f"for d in {listed}; do [ -e $d ] && find $d -type f -exec sha256sum {{}} +; done; true",
     )
     digest = {}
     for line in sums.splitlines():

@@ -76,7 +76,9 @@ def pending_change(info: LabInfo) -> None:
 # --- 2. one host unreachable at the start ---------------------------------------------------
 
 
-def test_unreachable_host_at_start_writes_nothing(lab: LabInfo, state: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_unreachable_host_at_start_writes_nothing(
+    lab: LabInfo, state: Path, tmp_path: Path  # noqa: F811
+) -> None:
     # Fresh hosts: a successful run would write ~90 files, so an unchanged tree is telling.
     inventory = inventory_copy(lab, tmp_path / "inv.yaml", connectTimeout=2)
     before = trees(lab)
@@ -307,8 +309,11 @@ def test_etcd_member_crash_during_init(lab: LabInfo, state: Path) -> None:  # no
     # Either the wait rode out the restart, or it failed naming the member with its log.
     assert code == 0 or ("etcd log on m2" in out), out[-3000:]
     print(f"init after the crash: exit {code}")
-    etcd = wait_until("m2 etcd running again", lambda: (p := pods("m2")["etcd"])["phase"] == "Running"
-                      and p, 60)
+    etcd = wait_until(
+        "m2 etcd running again",
+        lambda: (p := pods("m2")["etcd"])["phase"] == "Running" and p,
+        60,
+    )
     assert etcd["restartCount"] >= 1  # the runner restarted the member, not the tool
     converge(lab.inventory, state)
     verify = bootstrap("verify", "-i", str(lab.inventory), "--state-dir", str(state),
