@@ -299,9 +299,23 @@ def slow_link(host: str, rate: str = "160kbit") -> Iterator[None]:
     it takes seconds and a fault lands in the middle of it. Always removed."""
     dev = veth(host)
     subprocess.run(
-        ["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "4kb",
-         "latency", "2s"],
-        check=True, capture_output=True,
+        [
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            dev,
+            "root",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            "4kb",
+            "latency",
+            "2s",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         yield
@@ -350,12 +364,14 @@ def copy_state(state: Path, target: Path) -> Path:
 
 def converge(inventory: Path, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """init until converged: the run succeeds, and a second run changes nothing."""
-    first = bootstrap("init", "-i", str(inventory), "--state-dir", str(state),
-                      "--components", "etcd", *extra)
+    first = bootstrap(
+        "init", "-i", str(inventory), "--state-dir", str(state), "--components", "etcd", *extra
+    )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert_no_traceback(first)
-    second = bootstrap("init", "-i", str(inventory), "--state-dir", str(state),
-                       "--components", "etcd", *extra)
+    second = bootstrap(
+        "init", "-i", str(inventory), "--state-dir", str(state), "--components", "etcd", *extra
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "init: 0 changed" in second.stdout, second.stdout[-3000:]
     return first

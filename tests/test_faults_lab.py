@@ -77,7 +77,9 @@ def pending_change(info: LabInfo) -> None:
 
 
 def test_unreachable_host_at_start_writes_nothing(
-    lab: LabInfo, state: Path, tmp_path: Path  # noqa: F811
+    lab: LabInfo,  # noqa: F811
+    state: Path,
+    tmp_path: Path,
 ) -> None:
     # Fresh hosts: a successful run would write ~90 files, so an unchanged tree is telling.
     inventory = inventory_copy(lab, tmp_path / "inv.yaml", connectTimeout=2)
@@ -124,8 +126,11 @@ def test_changed_host_key_refused_with_both_fingerprints(lab: LabInfo, state: Pa
     pending_change(lab)
     before = trees(lab)
     try:
-        host_sh("m3", f"rm -f {HOST_KEY} {HOST_KEY}.pub && ssh-keygen -q -t ed25519 -N '' "
-                      f"-C reinstalled -f {HOST_KEY}")
+        host_sh(
+            "m3",
+            f"rm -f {HOST_KEY} {HOST_KEY}.pub && ssh-keygen -q -t ed25519 -N '' "
+            f"-C reinstalled -f {HOST_KEY}",
+        )
         new_pub = api.read_host_file("m3", HOST_KEY + ".pub").decode()
         _reload_sshd("m3", address, new_pub)
         proc = bootstrap(*init_args(lab, state))
@@ -148,11 +153,20 @@ def test_changed_host_key_refused_with_both_fingerprints(lab: LabInfo, state: Pa
 
 
 def test_corrupted_local_state_refused_nothing_pushed(
-    lab: LabInfo, state: Path, tmp_path: Path  # noqa: F811
+    lab: LabInfo,  # noqa: F811
+    state: Path,
+    tmp_path: Path,
 ) -> None:
     other = tmp_path / "other-ca"
-    made = bootstrap("render", "-i", str(lab.inventory), "--state-dir", str(other),
-                     "--out", str(tmp_path / "out"))
+    made = bootstrap(
+        "render",
+        "-i",
+        str(lab.inventory),
+        "--state-dir",
+        str(other),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert made.returncode == 0, made.stderr
     truncated = copy_state(state, tmp_path / "truncated")
     key = truncated / "pki" / "ca.key"
@@ -223,8 +237,9 @@ def test_connection_dropped_mid_push(lab: LabInfo, state: Path) -> None:  # noqa
             # Some of m2's files are on disk, the rest still to come: drop the session.
             wait_until(
                 "m2 mid-push",
-                lambda: int(host_sh("m2", "find /etc/kubernetes/pki -type f 2>/dev/null | wc -l"))
-                >= 6,
+                lambda: (
+                    int(host_sh("m2", "find /etc/kubernetes/pki -type f 2>/dev/null | wc -l")) >= 6
+                ),
                 timeout=60,
                 every=0.02,
             )
@@ -248,8 +263,11 @@ def test_connection_dropped_mid_push(lab: LabInfo, state: Path) -> None:  # noqa
     # leftover planted in the watched manifests dir (the run stopped before any manifest,
     # so etcd.yaml is still to be written everywhere, as after a drop during that write).
     for h in lab.hosts:
-        host_sh(h.name, "echo 'apiVersion: v1' > "
-                        "/etc/kubernetes/manifests/.etcd.yaml.bootstrap-tmp-0123456789abcdef")
+        host_sh(
+            h.name,
+            "echo 'apiVersion: v1' > "
+            "/etc/kubernetes/manifests/.etcd.yaml.bootstrap-tmp-0123456789abcdef",
+        )
     converge(lab.inventory, state)
     assert all_leftovers(lab) == {}
     assert parse_failures(lab) == failures
@@ -268,8 +286,9 @@ def test_sigint_mid_push(lab: LabInfo, state: Path) -> None:  # noqa: F811
             running.wait_for(r"\[certs\] PKI in")
             wait_until(
                 "m2 mid-push",
-                lambda: int(host_sh("m2", "find /etc/kubernetes/pki -type f 2>/dev/null | wc -l"))
-                >= 4,
+                lambda: (
+                    int(host_sh("m2", "find /etc/kubernetes/pki -type f 2>/dev/null | wc -l")) >= 4
+                ),
                 timeout=60,
                 every=0.02,
             )
@@ -316,8 +335,9 @@ def test_etcd_member_crash_during_init(lab: LabInfo, state: Path) -> None:  # no
     )
     assert etcd["restartCount"] >= 1  # the runner restarted the member, not the tool
     converge(lab.inventory, state)
-    verify = bootstrap("verify", "-i", str(lab.inventory), "--state-dir", str(state),
-                       "--components", "etcd")
+    verify = bootstrap(
+        "verify", "-i", str(lab.inventory), "--state-dir", str(state), "--components", "etcd"
+    )
     assert verify.returncode == 0, verify.stdout
 
 
@@ -347,8 +367,9 @@ def test_stray_files_in_manifests_dir_left_alone(lab: LabInfo, state: Path) -> N
         for path, content in strays.items():
             assert api.read_host_file(h.name, path) == content, (h.name, path)
         assert pods(h.name)["etcd"]["phase"] == "Running"
-    verify = bootstrap("verify", "-i", str(lab.inventory), "--state-dir", str(state),
-                       "--components", "etcd")
+    verify = bootstrap(
+        "verify", "-i", str(lab.inventory), "--state-dir", str(state), "--components", "etcd"
+    )
     assert verify.returncode == 0, verify.stdout
     for h in lab.hosts:
         host_sh(h.name, "rm -f " + " ".join(strays))

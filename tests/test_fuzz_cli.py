@@ -31,13 +31,34 @@ _scalars = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=True)
     | st.text(max_size=30)
-    | st.sampled_from(["", "~", "v1.34.1", "3.5.1", "10.0.0.1", "::1", "m1", "-1", "0x10",
-                       "RSA-2048", "ECDSA-P256", "87600h", "1d", "yes", "null", "[a", "{", "*"])
+    | st.sampled_from(
+        [
+            "",
+            "~",
+            "v1.34.1",
+            "3.5.1",
+            "10.0.0.1",
+            "::1",
+            "m1",
+            "-1",
+            "0x10",
+            "RSA-2048",
+            "ECDSA-P256",
+            "87600h",
+            "1d",
+            "yes",
+            "null",
+            "[a",
+            "{",
+            "*",
+        ]
+    )
 )
 _values = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -117,8 +138,7 @@ def check_and_render(text: str, *, render: bool) -> None:
 
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-RENDER_FUZZ = settings(max_examples=25, deadline=None,
-                       suppress_health_check=[HealthCheck.too_slow])
+RENDER_FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # RSA-4096 key generation would make each render example take seconds: render mutations
 # leave the key algorithm alone (check-only mutations do not).
 RENDER_PATHS = [p for p in PATHS if "keyAlgorithm" not in p]
@@ -159,7 +179,16 @@ def test_the_unmutated_example_renders() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inventory = Path(tmp) / "masters.yaml"
         inventory.write_text(yaml.safe_dump(EXAMPLE))
-        code, output = run_cli(["render", "-i", str(inventory), "--state-dir",
-                                str(Path(tmp) / "state"), "--out", str(Path(tmp) / "out")])
+        code, output = run_cli(
+            [
+                "render",
+                "-i",
+                str(inventory),
+                "--state-dir",
+                str(Path(tmp) / "state"),
+                "--out",
+                str(Path(tmp) / "out"),
+            ]
+        )
         assert code == 0, output
         assert (Path(tmp) / "state" / "pki" / "ca.crt").is_file()
