@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,10 +89,12 @@ def wait_for(
     component: str,
     probe: Callable[[], tuple[bool, str, list[str]]],
     timeout: float,
+    required: Sequence[str] | None = None,
 ) -> None:
     """Poll probe() until it says ok; show progress; fail fast on a pod that cannot start.
 
-    probe returns (ok, progress text, names of masters still failing).
+    probe returns (ok, progress text, names of masters still failing). ``required``: the
+    masters whose pods must come up (None: all); only their pods can fail the wait early.
     """
     interval = session.inventory.timeouts.poll_interval
     deadline = time.monotonic() + timeout
@@ -114,7 +116,8 @@ def wait_for(
             dead = {
                 name: state
                 for name, states in _pod_states(session).items()
-                if (state := states[component]).phase in FATAL_PHASES
+                if (required is None or name in required)
+                and (state := states[component]).phase in FATAL_PHASES
             }
             if dead:
                 detail = "; ".join(f"{n}: {s.describe()}" for n, s in sorted(dead.items()))
@@ -142,26 +145,36 @@ def pod_instance(session: Session, name: str, component: str) -> str | None:
     return read_pod_states(session.host(name))[component].instance
 
 
+def component_timeout(session: Session, component: str) -> float:
+    timeouts = session.inventory.timeouts
+    if component == "etcd":
+        return timeouts.etcd_quorum
+    if component == "kube-apiserver":
+        return timeouts.apiserver_ready
+    return timeouts.component_ready
+
+
 def wait_for_new_instance(session: Session, name: str, component: str, before: str | None) -> None:
-    """Until the node runs the pod from the new manifest (its instance id changed)."""
+    """Until the node has adopted the new manifest (the pod's instance id changed).
+
+    Whether the new pod is healthy is the next wait's question (quorum, /livez): that one
+    reports a crash loop with the pod's log.
+    """
     from bootstrap.podstate import read_pod_states
 
     def probe() -> tuple[bool, str, list[str]]:
         state = read_pod_states(session.host(name))[component]
-        if state.phase in FATAL_PHASES:
-            return False, f"{state.describe()}", [name]
         adopted = state.instance is not None and state.instance != before
-        ok = adopted and state.running
         text = f"{name}: {state.describe()}" + ("" if adopted else ", old spec still running")
-        return ok, text, [] if ok else [name]
+        return adopted, text, [] if adopted else [name]
 
     wait_for(
         session,
         "rollout",
-        f"{component} on {name} to restart with the new manifest",
+        f"{component} on {name} to pick up the new manifest",
         component,
         probe,
-        session.inventory.timeouts.component_ready,
+        component_timeout(session, component),
     )
 
 
@@ -185,8 +198,20 @@ def etcd_statuses(session: Session) -> dict[str, Status | str]:
     return session.each_host(one)
 
 
-def wait_for_etcd_quorum(session: Session) -> None:
-    masters = session.masters
+def _required(session: Session, required: Sequence[str] | None) -> list[Master]:
+    if required is None:
+        return list(session.masters)
+    return [m for m in session.masters if m.name in required]
+
+
+def wait_for_etcd_quorum(session: Session, required: Sequence[str] | None = None) -> None:
+    """Until a leader is elected and every required member (None: all) answers.
+
+    A rollout that replaces a member passes only the members that must be up, so a
+    member that is already broken can still be replaced by a fixed manifest.
+    """
+    must = {m.name for m in _required(session, required)}
+    total = len(session.masters)
 
     def probe() -> tuple[bool, str, list[str]]:
         statuses = etcd_statuses(session)
@@ -194,13 +219,22 @@ def wait_for_etcd_quorum(session: Session) -> None:
         leaders = {s.leader_id for s in answering.values()}
         failing = [n for n, s in statuses.items() if isinstance(s, str)]
         has_leader = len(leaders) == 1 and 0 not in leaders
-        text = f"{len(answering)}/{len(masters)} members answering"
+        text = f"{len(answering)}/{total} members answering"
         text += ", leader elected" if has_leader else ", no leader yet"
         if failing:
             text += " (" + "; ".join(f"{n}: {statuses[n]}" for n in failing) + ")"
-        return len(answering) == len(masters) and has_leader, text, failing
+        ok = has_leader and must <= set(answering)
+        return ok, text, [n for n in failing if n in must] or failing
 
-    wait_for(session, "etcd", "etcd quorum", "etcd", probe, session.inventory.timeouts.etcd_quorum)
+    wait_for(
+        session,
+        "etcd",
+        "etcd quorum",
+        "etcd",
+        probe,
+        session.inventory.timeouts.etcd_quorum,
+        sorted(must),
+    )
 
 
 # --- apiserver, controller-manager, scheduler ------------------------------------------
@@ -221,7 +255,11 @@ def _https_status(
     return result.status == 200, result.summary(80)
 
 
-def wait_for_apiservers(session: Session) -> None:
+def wait_for_apiservers(session: Session, required: Sequence[str] | None = None) -> None:
+    masters = _required(session, required)
+    if not masters:
+        return
+
     def probe() -> tuple[bool, str, list[str]]:
         def one(master: Master, _host: object) -> tuple[bool, str]:
             tls = kubeconfig_tls(session, master.name)
@@ -231,7 +269,7 @@ def wait_for_apiservers(session: Session) -> None:
                     return False, f"{path}: {text}"
             return True, "live"
 
-        results = session.each_host(one)
+        results = session.each_host(one, masters)
         failing = [n for n, (ok, _) in results.items() if not ok]
         text = f"{len(results) - len(failing)}/{len(results)} apiservers live with etcd"
         if failing:
@@ -245,8 +283,10 @@ def wait_for_apiservers(session: Session) -> None:
         "kube-apiserver",
         probe,
         session.inventory.timeouts.apiserver_ready,
+        [m.name for m in masters],
     )
-    ensure_cluster_admins_binding(session)
+    if session.masters[0] in masters:
+        ensure_cluster_admins_binding(session)
 
 
 def ensure_cluster_admins_binding(session: Session) -> None:
@@ -287,14 +327,21 @@ def component_probe_path(session: Session, component: str) -> tuple[int, str]:
     return SCHEDULER_PORT, "/livez" if livez else "/healthz"
 
 
-def wait_for_component(session: Session, component: str) -> None:
+def wait_for_component(
+    session: Session, component: str, required: Sequence[str] | None = None
+) -> None:
+    masters = _required(session, required)
+    if not masters:
+        return
     port, path = component_probe_path(session, component)
     # Their serving certs are self-signed (no cluster CA to check against); kubeadm and the
     # kubelet skip verification for these probes too. Only liveness is read here.
     tls = ClientTLS(ca=None, verify=False)
 
     def probe() -> tuple[bool, str, list[str]]:
-        results = session.each_host(lambda m, _h: _https_status(session, m.name, port, path, tls))
+        results = session.each_host(
+            lambda m, _h: _https_status(session, m.name, port, path, tls), masters
+        )
         failing = [n for n, (ok, _) in results.items() if not ok]
         text = f"{len(results) - len(failing)}/{len(results)} {component} {path} ok"
         if failing:
@@ -308,6 +355,7 @@ def wait_for_component(session: Session, component: str) -> None:
         component,
         probe,
         session.inventory.timeouts.component_ready,
+        [m.name for m in masters],
     )
 
 

@@ -349,7 +349,7 @@ def roll_http(
     session: Session,
     phase: str,
     component: str,
-    wait: Callable[[Session], None],
+    wait: Callable[[Session, Sequence[str]], None],
     *,
     support: Callable[[FileChange], bool] | None = None,
     first_ahead: bool = False,
@@ -375,7 +375,8 @@ def roll_http(
             deliver(session, phase, component, fresh[1:], support)
         else:
             deliver(session, phase, component, fresh, support)
-    wait(session)
+    healthy = [m.name for m in fresh]
+    wait(session, healthy)  # as rollout.roll: members being replaced are not required yet
     for master, restarts in rolling:
         verb = "replacing the running pod" if restarts else "switching to the served manifest"
         session.console.event(phase, f"rolling {component}: {verb}", master.name)
@@ -383,7 +384,8 @@ def roll_http(
         deliver(session, phase, component, [master], support)
         if restarts and component in session.options.components:
             checks.wait_for_new_instance(session, master.name, component, before)
-        wait(session)
+        healthy.append(master.name)
+        wait(session, healthy)
 
 
 def run_etcd_http(session: Session) -> None:

@@ -125,15 +125,37 @@ def parse_crictl(body: str) -> dict[str, PodState]:
     return states
 
 
-def pod_log_tail(host: RemoteHost, component: str, lines: int = 20) -> str:
-    """Last lines of the component's log: the lab runner's file or `crictl logs`."""
+LOG_HEAD_LINES = 10
+LOG_TAIL_LINES = 20
+_LAB_START_MARKER = "lab-runner: start container"
+
+
+def pod_log_tail(host: RemoteHost, component: str) -> str:
+    """The component's output since its last start: the lab runner's file or `crictl logs`.
+
+    Long outputs keep their head too: a program that dies on a bad flag prints the reason
+    first and a page of usage after it.
+    """
     lab_log = f"{LAB_POD_LOGS}/{component}.log"
     name = shlex.quote(component)
     script = (
-        f"if [ -f {lab_log} ]; then tail -n {lines} {lab_log}; "
+        f"if [ -f {lab_log} ]; then tail -n 400 {lab_log}; "
         f"elif command -v crictl >/dev/null 2>&1; then "
         f"id=$(crictl ps -a --name {name} -q | head -n 1); "
-        f'[ -n "$id" ] && crictl logs --tail {lines} "$id" 2>&1; fi'
+        f'[ -n "$id" ] && crictl logs --tail 400 "$id" 2>&1; fi'
     )
     result = host.run(script, sudo=True, check=False, timeout=20)
-    return result.stdout.decode("utf-8", "replace").rstrip()
+    return last_run_excerpt(result.stdout.decode("utf-8", "replace"))
+
+
+def last_run_excerpt(text: str) -> str:
+    lines = text.rstrip().splitlines()
+    starts = [i for i, line in enumerate(lines) if _LAB_START_MARKER in line]
+    if starts:
+        lines = lines[starts[-1] + 1 :]
+    if len(lines) <= LOG_HEAD_LINES + LOG_TAIL_LINES:
+        return "\n".join(lines)
+    skipped = len(lines) - LOG_HEAD_LINES - LOG_TAIL_LINES
+    return "\n".join(
+        [*lines[:LOG_HEAD_LINES], f"... ({skipped} lines) ...", *lines[-LOG_TAIL_LINES:]]
+    )

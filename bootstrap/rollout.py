@@ -106,21 +106,26 @@ def _restarting(session: Session, wanted: Callable[[FileChange], bool]) -> list[
     ]
 
 
+Wait = Callable[[Session, Sequence[str]], None]
+
+
 def roll(
     session: Session,
     phase: str,
     component: str,
     wanted: Callable[[FileChange], bool],
-    wait: Callable[[Session], None],
+    wait: Wait,
     *,
     first_ahead: bool = False,
 ) -> None:
     """Start new pods everywhere at once, but replace running ones master by master.
 
     Masters without a running pod of ``component`` get their files together (the first
-    master a moment ahead when ``first_ahead``); then ``wait`` gates. Masters whose pod
-    would restart go one at a time: push, wait until the node runs the new spec, then
-    ``wait`` again, so a rolling change never takes more than one member down.
+    master a moment ahead when ``first_ahead``) and must then all come up. Masters whose
+    pod would restart go one at a time: push, wait until the node runs the new spec, then
+    wait until it (and everything rolled before it) is healthy. The wait before a
+    replacement does not require the member being replaced, so a broken member can be
+    fixed by a re-run with a good manifest.
     """
     restarting = _restarting(session, wanted)
     fresh = [m for m in session.masters if m not in restarting]
@@ -130,14 +135,16 @@ def roll(
             push_subset(session, phase, wanted, fresh[1:])
         else:
             push_subset(session, phase, wanted, fresh)
-    wait(session)
+    healthy = [m.name for m in fresh]
+    wait(session, healthy)
     for master in restarting:
         session.console.event(phase, f"rolling {component}: replacing the running pod", master.name)
         before = checks.pod_instance(session, master.name, component)
         push_subset(session, phase, wanted, [master])
         if component in session.options.components:
             checks.wait_for_new_instance(session, master.name, component, before)
-        wait(session)
+        healthy.append(master.name)
+        wait(session, healthy)
 
 
 def run_etcd(session: Session) -> None:
@@ -147,7 +154,11 @@ def run_etcd(session: Session) -> None:
         run_etcd_http(session)
     else:
         roll(
-            session, "etcd", "etcd", _manifest_of("etcd"), checks.wait_for_etcd_quorum,
+            session,
+            "etcd",
+            "etcd",
+            _manifest_of("etcd"),
+            checks.wait_for_etcd_quorum,
             first_ahead=True,
         )
     from bootstrap.join import record_rendered
@@ -155,17 +166,17 @@ def run_etcd(session: Session) -> None:
     record_rendered(session)  # how each member was rendered: stable manifests on re-runs
 
 
-def _wait_apiservers(session: Session) -> None:
+def _wait_apiservers(session: Session, required: Sequence[str]) -> None:
     if "kube-apiserver" in session.options.components:
-        checks.wait_for_apiservers(session)
+        checks.wait_for_apiservers(session, required)
     else:
         session.console.event("control-plane", "not waiting for kube-apiserver (--components)")
 
 
-def _wait_component(component: str) -> Callable[[Session], None]:
-    def wait(session: Session) -> None:
+def _wait_component(component: str) -> Wait:
+    def wait(session: Session, required: Sequence[str]) -> None:
         if component in session.options.components:
-            checks.wait_for_component(session, component)
+            checks.wait_for_component(session, component, required)
         else:
             session.console.event("control-plane", f"not waiting for {component} (--components)")
 
