@@ -241,18 +241,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _init(args: argparse.Namespace, only: str | None) -> int:
     from bootstrap.join import begin_init
-    from bootstrap.phases import find, run_phases
+    from bootstrap.phases import find, run_phases, select
     from bootstrap.rollout import INIT_PHASES
 
     session = make_session(args)
     try:
-        begin_init(session)  # new masters in the inventory: check the cluster, join them later
         if only is not None:
             phases = [find(INIT_PHASES, only)]
             skip: Sequence[str] = ()
         else:
             phases = list(INIT_PHASES)
             skip = args.skip_phases
+        select(phases, skip)  # a bad --skip-phases is exit 2 before any host is asked
+        begin_init(session)  # new masters in the inventory: check the cluster, join them later
         run_phases(session, phases, skip)
         written = session.written()
         total = sum(len(v) for v in written.values())

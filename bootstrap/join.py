@@ -9,7 +9,7 @@ by one (reference/kubeadm.md §4.3, §10 item 5):
   list members (peer URL present: already added) → add as learner → push PKI, kubeconfigs
   and an etcd manifest with the full --initial-cluster and state "existing" → wait until
   the learner runs → promote (retried while etcd says it has not caught up, bounded by
-  timeouts.etcd_promote) → push its control-plane manifests → wait for quorum.
+  timeouts.etcdPromote) → push its control-plane manifests → wait for quorum.
 
 Every step reads the cluster first, so a run interrupted anywhere resumes from where the
 cluster is: never a second member for the same peer URL, never two learners.
@@ -360,7 +360,7 @@ def _wait_started(session: Session, joiner: Master, source: str, member_id: int)
                 f"{joiner.name}: its etcd did not start within {timeout:.0f}s ({text}; {error})\n"
                 + pod_log_tail(session.host(joiner.name), "etcd"),
                 hint="check peer connectivity on port 2380 between the masters; re-running "
-                "resumes the join (raise timeouts.etcd_quorum if the hosts are slow)",
+                "resumes the join (raise timeouts.etcdQuorum if the hosts are slow)",
             )
         time.sleep(interval)
 
@@ -383,7 +383,7 @@ def _promote(session: Session, joiner: Master, source: str, member_id: int) -> f
     session.console.event(
         PHASE,
         f"promoting learner {member_id:x} once it has caught up (timeout {timeout:.0f}s, "
-        "timeouts.etcd_promote)",
+        "timeouts.etcdPromote)",
         joiner.name,
     )
     last = ""
@@ -403,7 +403,7 @@ def _promote(session: Session, joiner: Master, source: str, member_id: int) -> f
             raise WaitTimeout(
                 f"{joiner.name}: learner {member_id:x} not in sync after {timeout:.0f}s ({text})",
                 hint="it stays a learner (no quorum change); re-run to resume, raise "
-                "timeouts.etcd_promote for a large database, or remove it with "
+                "timeouts.etcdPromote for a large database, or remove it with "
                 f"`bootstrap remove-master {joiner.name}`",
             )
         time.sleep(PROMOTE_EVERY)
