@@ -57,7 +57,7 @@ def _etcd_health(session: Session) -> tuple[bool, str]:
 
 def renew_cluster(session: Session, names: Sequence[str], *, keep: int = 5) -> int:
     from bootstrap.pki import ensure_pki
-    from bootstrap.snapshot import take_snapshot
+    from bootstrap.snapshot import copy_member_db, take_snapshot
 
     labels = renew_labels(session.inventory, session.state_dir, names)
     now = datetime.now(UTC)
@@ -85,9 +85,11 @@ def renew_cluster(session: Session, names: Sequence[str], *, keep: int = 5) -> i
             "etcd is down and etcd certificates on the hosts are expired ("
             + ", ".join(expired)
             + "): pushing the renewed certificates to ALL masters at once, since a member "
-            "renewed alone cannot rejoin peers whose certificates expired. No snapshot: no "
-            "member passes TLS verification (the etcd data directories are not touched)",
+            "renewed alone cannot rejoin peers whose certificates expired. No member passes "
+            "TLS verification, so instead of a snapshot the (quiescent: no quorum, no writes) "
+            "database file of one member is copied; the data directories are not touched",
         )
+        copy_member_db(session, keep=keep, phase="renew")
     state = masterroll.roll_masters(session, "renew", "renewed", all_at_once=all_at_once)
     after = session.each_host(lambda _m, host: read_host_certs(host))
     soonest = min(

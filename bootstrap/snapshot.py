@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootstrap.errors import EtcdError, OperationError
-from bootstrap.inventory.model import ETCD_CLIENT_PORT
+from bootstrap.inventory.model import ETCD_CLIENT_PORT, ETCD_DATA_DIR
 from bootstrap.pki.store import ensure_dir
 from bootstrap.session import Session
 
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from bootstrap.etcd import SnapshotInfo
 
 DEFAULT_KEEP = 5
-_NAME = re.compile(r"^etcd-.+-\d{8}T\d{6}Z(-\d+)?\.db$")
+_NAME = re.compile(r"^etcd-.+-\d{8}T\d{6}Z[-a-z0-9]*\.db$")
+DB_COPY_SUFFIX = "-db-copy"  # a raw copy of a member's bbolt file, not a snapshot
 
 
 def snapshot_dir(state_dir: Path) -> Path:
@@ -119,4 +120,53 @@ def take_snapshot(
     raise OperationError(
         "etcd snapshot failed on every healthy member: " + "; ".join(errors),
         hint="check the members' logs; nothing was changed on the hosts",
+    )
+
+
+def copy_member_db(session: Session, *, keep: int = DEFAULT_KEEP, phase: str = "snapshot") -> Path:
+    """The fallback when no member can serve a snapshot (e.g. every etcd certificate has
+    expired, so there is no quorum and nothing is being written): copy the first readable
+    member's ``member/snap/db`` to the state dir, checked as a bbolt database with an etcd
+    "key" bucket. It has no embedded hash: restore with ``etcdutl snapshot restore
+    --skip-hash-check``. Raises OperationError when no master has a readable db."""
+    from bootstrap.errors import BootstrapError
+    from bootstrap.etcd import bolt_max_revision
+
+    directory = snapshot_dir(session.state_dir)
+    ensure_dir(directory)
+    name = snapshot_name(session.inventory.cluster_name).replace(".db", DB_COPY_SUFFIX + ".db")
+    target = _free_path(directory, name)
+    errors: list[str] = []
+    for master in session.masters:
+        remote = f"{ETCD_DATA_DIR}/member/snap/db"
+        try:
+            data = session.host(master.name).read_file(remote)
+        except BootstrapError as exc:
+            errors.append(f"{master.name}: {exc.message.splitlines()[0]}")
+            continue
+        tmp = directory / f".{target.name}.partial.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            revision = bolt_max_revision(tmp)
+        except ValueError as exc:
+            tmp.unlink(missing_ok=True)
+            errors.append(f"{master.name}: {remote} is not a readable etcd database ({exc})")
+            continue
+        os.replace(tmp, target)
+        session.console.event(
+            phase,
+            f"copied {remote} to {target}: {len(data)} bytes, revision {revision} "
+            "(a raw copy: restore with `etcdutl snapshot restore --skip-hash-check`)",
+            master.name,
+        )
+        for old in prune(directory, keep):
+            session.console.event(phase, f"pruned {old.name} (keeping the newest {keep})")
+        return target
+    raise OperationError(
+        "no master has a readable etcd database to copy: " + "; ".join(errors),
+        hint="check /var/lib/etcd on the masters",
     )

@@ -342,3 +342,10 @@ def test_same_second_snapshots_sort_by_time(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"x")
         os.utime(tmp_path / name, ns=(i * 10**9, i * 10**9))
     assert [p.name for p in prune(tmp_path, 1)] == [base]
+
+
+def test_db_copies_count_as_kept_snapshots(tmp_path: Path) -> None:
+    copy = snapshot_name("lab", 1_700_000_000).replace(".db", "-db-copy.db")
+    (tmp_path / copy).write_bytes(b"x")
+    (tmp_path / "etcd-lab-notes.db").write_bytes(b"x")
+    assert [p.name for p in kept_snapshots(tmp_path)] == [copy]

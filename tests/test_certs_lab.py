@@ -274,6 +274,14 @@ def test_renew_when_certs_have_already_expired(cluster: Cluster) -> None:
     renew = bootstrap("certs", "renew", *cluster.args("--components", "etcd"))
     assert renew.returncode == 0, renew.stderr
     assert "ALL masters at once" in renew.stderr
+    # Instead of a snapshot (nothing passes TLS): a checked copy of a member's db file.
+    copies = list((cluster.state / "snapshots").glob("*-db-copy.db"))
+    assert len(copies) == 1 and copies[0].stat().st_mode & 0o777 == 0o600
+    restored = cluster.root / "restored-copy"
+    restore = etcdutl(
+        "snapshot", "restore", str(copies[0]), "--skip-hash-check", "--data-dir", str(restored)
+    )
+    assert restore.returncode == 0, restore.stderr
     assert "all masters at once" in renew.stdout
     restarted_once(expired_pods, pods(cluster.lab))
     assert bootstrap("verify", *cluster.args("--components", "etcd")).returncode == 0
