@@ -451,20 +451,30 @@ def join_one(session: Session, joiner: Master) -> float:
     push_subset(
         session, PHASE, lambda c: not c.is_manifest or c.spec.path == ETCD_MANIFEST, [joiner]
     )
-    promote_seconds = 0.0
+    pushed = time.monotonic()
+    started = promoted = pushed
     if decision.action != "done":
         _wait_started(session, joiner, source, member.id)
+        started = time.monotonic()
         promote_seconds = _promote(session, joiner, source, member.id)
+        promoted = time.monotonic()
         session.console.event(
             PHASE,
-            f"promoted to voter {member.hex_id} ({promote_seconds:.1f}s after start)",
+            f"promoted to voter {member.hex_id} (promote took {promote_seconds:.1f}s)",
             joiner.name,
         )
     session.pending_joins.discard(joiner.name)
     _control_plane(session, joiner)
     checks.wait_for_etcd_quorum(session)
-    took = time.monotonic() - began
-    session.console.event(PHASE, f"joined in {took:.1f}s", joiner.name)
+    done = time.monotonic()
+    took = done - began
+    session.console.event(
+        PHASE,
+        f"joined in {took:.1f}s (member add + files {pushed - began:.1f}s, etcd start "
+        f"{started - pushed:.1f}s, promote {promoted - started:.1f}s, control plane + quorum "
+        f"{done - promoted:.1f}s)",
+        joiner.name,
+    )
     return took
 
 

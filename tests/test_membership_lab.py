@@ -316,3 +316,16 @@ def test_stale_member_after_wiping_a_host_by_hand(work: dict[str, Path]) -> None
     assert removed.returncode == 0, removed.stderr
     assert voter_names(members(work)) == ["m1", "m2"]
     assert run(work, "verify", "2", "--components", "etcd").returncode == 0
+
+
+def test_full_reset_cleans_every_host(work: dict[str, Path]) -> None:
+    assert voter_names(members(work)) == ["m1", "m2"]
+    done = run(work, "reset", "5", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "m2: removed etcd member m2" in done.stderr
+    assert "m1: last etcd member m1" in done.stderr  # kubeadm's rule: the last is not removed
+    for host in ("m1", "m2", "m3", "m4", "m5"):
+        assert pods(host) == {}, host
+        assert host_listing(host).split() == ["/etc/kubernetes/manifests"], host_listing(host)
+    record = yaml.safe_load((work["state"] / "etcd-members.json").read_text())
+    assert record["masters"] == {}
