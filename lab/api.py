@@ -427,8 +427,13 @@ def _clean_data(rec: dict[str, Any]) -> None:
         shutil.rmtree(path, ignore_errors=True)
     for path in (INVENTORY, KNOWN_HOSTS):
         path.unlink(missing_ok=True)
+    # The root-fs mount points (/etc/kubernetes, /var/lib/etcd, ...) are shared by every
+    # lab instance: removing one while another lab is up would silently detach that lab's
+    # bind mounts (rmdir of a mount point in other namespaces, Linux >= 3.18).
+    shared = {target for _src, target in HOST_DIR_BINDS}
+    others_up = bool(netsetup.other_labs_netns())
     for created in reversed(rec.get("created_paths", [])):
-        if created.startswith("/"):
+        if created.startswith("/") and not (others_up and created in shared):
             with contextlib.suppress(OSError):
                 Path(created).rmdir()  # only if still empty
 

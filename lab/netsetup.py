@@ -42,6 +42,15 @@ def lab_netns() -> list[str]:
     return sorted(n for n in names if n.startswith(f"{PREFIX}-"))
 
 
+def other_labs_netns() -> list[str]:
+    """Namespaces of OTHER lab instances (LAB_INSTANCE) that are up right now."""
+    try:
+        names = [p.name for p in Path("/run/netns").iterdir()]
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.startswith("bslab") and not n.startswith(f"{PREFIX}-"))
+
+
 def lab_links() -> list[str]:
     return sorted(
         str(link["ifname"])
