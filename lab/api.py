@@ -245,7 +245,9 @@ def _hostinit_config(host: HostSpec, bins: Path, runner: bool, ready_fd: int) ->
         "bin_dir": str(bins),
         "host_bin_dir": HOST_BIN_DIR,
         "dir_binds": [[str(data / src), target] for src, target in HOST_DIR_BINDS],
-        "file_binds": [[str(data / src), target] for src, target in HOST_FILE_BINDS],
+        "file_binds": [
+            [str(data / src), target] for src, target in HOST_FILE_BINDS if Path(target).exists()
+        ],
         "hidden": [str(BOOTSTRAP_STATE), str(STATE)],
         # A checkout (and its venv) under /tmp must stay visible to the host's runner
         # although the host gets a private /tmp (CI clones into /tmp).

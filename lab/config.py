@@ -51,6 +51,10 @@ HOST_DIR_BINDS: tuple[tuple[str, str], ...] = (
     ("var-log", "/var/log"),
 )
 HOST_FILE_BINDS: tuple[tuple[str, str], ...] = (
+    # bash sources root's ~/.bashrc for every command sshd runs; the machine's own one
+    # (pyenv init here: ~150 ms a command) must not run in the hosts. Bound only where the
+    # file exists on the machine.
+    ("root-bashrc", "/root/.bashrc"),
     ("hostname", "/etc/hostname"),
     ("hosts", "/etc/hosts"),
     ("machine-id", "/etc/machine-id"),

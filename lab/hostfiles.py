@@ -107,6 +107,7 @@ def prepare_host(lab: LabPlan, host: HostSpec, client_pub: str) -> str:
         _write(ssh / "authorized_keys" / user, client_pub + "\n")
 
     _write(root / "hostname", host.name + "\n")
+    _write(root / "root-bashrc", "# lab host: a fresh machine's root has no login-time setup\n", 0o644)
     _write(root / "hosts", hosts_file(lab))
     _write(root / "machine-id", secrets.token_hex(16) + "\n", 0o444)
 
