@@ -55,7 +55,10 @@ def _keygen(path: Path, comment: str) -> None:
         p.unlink(missing_ok=True)
     proc = subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-        capture_output=True, text=True, check=False, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
     )
     if proc.returncode != 0:
         raise LabError(f"ssh-keygen for {path} failed: {proc.stderr.strip()}")
@@ -107,7 +110,9 @@ def prepare_host(lab: LabPlan, host: HostSpec, client_pub: str) -> str:
         _write(ssh / "authorized_keys" / user, client_pub + "\n")
 
     _write(root / "hostname", host.name + "\n")
-    _write(root / "root-bashrc", "# lab host: a fresh machine's root has no login-time setup\n", 0o644)
+    _write(
+        root / "root-bashrc", "# lab host: a fresh machine's root has no login-time setup\n", 0o644
+    )
     _write(root / "hosts", hosts_file(lab))
     _write(root / "machine-id", secrets.token_hex(16) + "\n", 0o444)
 
@@ -126,7 +131,8 @@ def ensure_sudo_user(record_created: list[str]) -> None:
     except KeyError:
         made = subprocess.run(
             ["useradd", "--create-home", "--shell", "/bin/bash", SUDO_USER],
-            check=False, capture_output=True,
+            check=False,
+            capture_output=True,
         )
         # 9: another lab instance created it a moment ago (the user is shared, never removed).
         if made.returncode not in (0, 9):
