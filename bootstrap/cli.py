@@ -253,6 +253,9 @@ def _init(args: argparse.Namespace, only: str | None) -> int:
             phases = list(INIT_PHASES)
             skip = args.skip_phases
         select(phases, skip)  # a bad --skip-phases is exit 2 before any host is asked
+        # Inconsistent local state (a truncated key, a cert from another CA) is refused
+        # before any host is contacted.
+        session.pki  # noqa: B018
         begin_init(session)  # new masters in the inventory: check the cluster, join them later
         run_phases(session, phases, skip)
         written = session.written()

@@ -78,9 +78,8 @@ def run_preflight(session: Session) -> None:
     blocking = preflight.blocking(findings)
     if blocking:
         raise PreflightFailed(
-            f"{len(blocking)} preflight error(s) on "
-            + ", ".join(sorted({f.host for f in blocking}))
-            + "; nothing was written on any host",
+            f"{len(blocking)} preflight error(s); nothing was written on any host:\n"
+            + "\n".join(f"  {f.host} {f.check}: {f.detail}" for f in blocking),
             hint="fix them, or skip named checks with --ignore-preflight-errors "
             + ",".join(sorted({f.check for f in blocking})),
         )
