@@ -222,7 +222,10 @@ class Session:
         """A private local copy (0700/0600) of the master's client credentials, so we talk
         to its etcd and apiserver with exactly the files its own components use."""
         if self._creds_root is None:
-            self._creds_root = Path(tempfile.mkdtemp(prefix="bootstrap-creds-"))
+            # Inside the state dir (0700, already holding these keys), never in /tmp:
+            # a killed run must not leave key copies where other users look.
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._creds_root = Path(tempfile.mkdtemp(prefix=".creds-", dir=self.state_dir))
         target = self._creds_root / name
         if not target.exists():
             files: dict[str, FileSpec] = dict(self.pki.host_files(name))
