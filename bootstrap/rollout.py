@@ -131,6 +131,7 @@ def roll(
     if fresh:
         if first_ahead and len(fresh) > 1:
             push_subset(session, phase, wanted, fresh[:1])
+            checks.wait_briefly_until_started(session, fresh[0].name, component)
             push_subset(session, phase, wanted, fresh[1:])
         else:
             push_subset(session, phase, wanted, fresh)
