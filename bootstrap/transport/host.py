@@ -99,8 +99,10 @@ class SSHHost:
         return transport
 
     def _lost(self, what: str, e: BaseException) -> TransportError:
+        # paramiko's messages sometimes end in an empty detail ("...dropped: ").
+        detail = str(e).strip().rstrip(":").strip() or type(e).__name__
         return TransportError(
-            f"{what} failed: connection problem: {e}",
+            f"{what} failed: connection problem: {detail}",
             host=self.name,
             hint="check the host and the network; re-run (writes are idempotent)",
         )
