@@ -29,7 +29,7 @@ if [ "$kube_bins" -eq 3 ]; then
   components=etcd,kube-apiserver,kube-controller-manager,kube-scheduler
   echo "== kube-apiserver, kube-controller-manager and kube-scheduler binaries found in $bin_dir: all four components run for real"
 else
-  echo "== No kube-apiserver/controller-manager/scheduler binaries (set LAB_BIN_DIR to a directory holding them)."
+  echo "== No kube-apiserver/controller-manager/scheduler binaries (set LAB_BIN_DIR to a directory holding etcd and them)."
   echo "== etcd runs for real (the upstream binary); the other three manifests are pushed and pass the"
   echo "== lab kubelet's admission, but their pods are reported 'ImageUnavailable' and are NOT run."
 fi
