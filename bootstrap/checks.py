@@ -266,6 +266,15 @@ def wait_for_etcd_quorum(session: Session, required: Sequence[str] | None = None
 # --- apiserver, controller-manager, scheduler ------------------------------------------
 
 
+def _tally(results: dict[str, tuple[bool, str]], what: str) -> tuple[bool, str, list[str]]:
+    """(all ok, "2/3 <what> (m3: why)", failing masters) for a wait's progress line."""
+    failing = [n for n, (ok, _) in results.items() if not ok]
+    text = f"{len(results) - len(failing)}/{len(results)} {what}"
+    if failing:
+        text += " (" + "; ".join(f"{n}: {results[n][1]}" for n in failing) + ")"
+    return not failing, text, failing
+
+
 def _https_status(
     session: Session, name: str, port: int, path: str, tls: ClientTLS
 ) -> tuple[bool, str]:
@@ -295,12 +304,7 @@ def wait_for_apiservers(session: Session, required: Sequence[str] | None = None)
                     return False, f"{path}: {text}"
             return True, "live"
 
-        results = session.each_host(one, masters)
-        failing = [n for n, (ok, _) in results.items() if not ok]
-        text = f"{len(results) - len(failing)}/{len(results)} apiservers live with etcd"
-        if failing:
-            text += " (" + "; ".join(f"{n}: {results[n][1]}" for n in failing) + ")"
-        return not failing, text, failing
+        return _tally(session.each_host(one, masters), "apiservers live with etcd")
 
     wait_for(
         session,
@@ -368,11 +372,7 @@ def wait_for_component(
         results = session.each_host(
             lambda m, _h: _https_status(session, m.name, port, path, tls), masters
         )
-        failing = [n for n, (ok, _) in results.items() if not ok]
-        text = f"{len(results) - len(failing)}/{len(results)} {component} {path} ok"
-        if failing:
-            text += " (" + "; ".join(f"{n}: {results[n][1]}" for n in failing) + ")"
-        return not failing, text, failing
+        return _tally(results, f"{component} {path} ok")
 
     wait_for(
         session,
