@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd_support import Sshd, start_sshd
-from test_transport import make_master
+from sshd_support import Sshd
+from test_transport import make_master, sshd  # noqa: F401  (the real-sshd fixture)
 
 from bootstrap.model import FileSpec, RemoteFile
 from bootstrap.push import apply_changes, classify, diff_host, summarize
@@ -20,25 +20,18 @@ pytestmark = pytest.mark.sshd
 
 
 @pytest.fixture(scope="module")
-def sshd() -> Iterator[Sshd]:
-    if os.geteuid() != 0:
-        pytest.fail("push tests need root (sshd)")
-    server = start_sshd()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture(scope="module")
-def push_key(sshd: Sshd) -> Path:
+def push_key(sshd: Sshd) -> Path:  # noqa: F811
     key = sshd.new_client_key("push")
     sshd.authorize("root", key.with_suffix(".pub"))
     return key
 
 
 @pytest.fixture
-def host(sshd: Sshd, push_key: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHost]:
+def host(
+    sshd: Sshd,  # noqa: F811
+    push_key: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SSHHost]:
     key = push_key
     known = tmp_path_factory.mktemp("ssh") / "known_hosts"
     known.write_text(sshd.known_hosts_line())
