@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bootstrap.components import ENCRYPTION_CONFIG_DIR
-from bootstrap.errors import BootstrapError, OperationError, UsageError, WaitTimeout
+from bootstrap.errors import BootstrapError, EtcdError, OperationError, UsageError, WaitTimeout
 from bootstrap.etcd import Member, MemberNotFound, Status
 from bootstrap.etcdview import ClusterView, etcd_client, probe_cluster
 from bootstrap.inventory.model import ETCD_DATA_DIR, KUBERNETES_DIR, MANIFESTS_DIR, PKI_DIR, Master
@@ -128,11 +128,24 @@ def remove_member(
         if assume_removed is not None:
             assume_removed.add(member.id)
         return f"would remove etcd member {_label(member)} through {source}; {verdict.summary}"
-    try:
-        with etcd_client(session, source, timeout=10.0) as client:
-            client.remove(member.id)
-    except MemberNotFound:
-        return "not an etcd member (removed meanwhile)"
+    # Like kubeadm's etcd calls (timeouts.etcdAPICall), retry for a while: right after a
+    # partition heals, raft can need seconds before it commits a membership change. A
+    # retry that finds the member gone means the previous attempt did commit.
+    deadline = time.monotonic() + session.inventory.timeouts.etcd_quorum
+    while True:
+        try:
+            with etcd_client(session, source, timeout=10.0) as client:
+                client.remove(member.id)
+            break
+        except MemberNotFound:
+            return "not an etcd member (removed meanwhile)"
+        except EtcdError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            session.console.event(
+                "etcd", f"member remove not committed yet, retrying: {exc.message.splitlines()[0]}"
+            )
+            time.sleep(1.0)
     return f"removed etcd member {_label(member)} through {source}; {verdict.summary}"
 
 

@@ -265,6 +265,9 @@ def test_remove_refuses_when_quorum_would_be_lost(work: dict[str, Path]) -> None
     while True:
         try:
             known = {leader(work, h) for h in ("m1", "m2", "m3", "m5")}
+            # ...and raft commits again through every member (alarm list goes through raft)
+            for h in ("m1", "m2", "m3", "m5"):
+                ask(work, h, lambda c: c.alarms())
         except Exception:  # a member still reconnecting (its tunnel or etcd not back yet)
             known = {-1}
         if len(known) == 1 and 0 not in known:
