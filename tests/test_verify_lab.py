@@ -6,6 +6,7 @@ unreachable host → a clear error; a crash-looping etcd → init times out with
 from __future__ import annotations
 
 import datetime
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,23 @@ def test_healthy_cluster_verifies(lab: LabInfo, state: Path) -> None:  # noqa: F
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3/3 voting members reachable: quorum held" in result.stdout
     assert "limited: kube-apiserver" in result.stdout
+    as_json = bootstrap(
+        "verify",
+        "--inventory",
+        str(lab.inventory),
+        "--state-dir",
+        str(state),
+        "--components",
+        "etcd",
+        "-o",
+        "json",
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["ok"] is True
+    statuses = {(r["master"], r["check"]): r["status"] for r in doc["results"]}
+    assert statuses[("m2", "etcd-members")] == "ok"
+    assert statuses[("m2", "apiserver-readyz")] == "skipped"
 
 
 def test_one_then_two_members_down(lab: LabInfo, state: Path) -> None:  # noqa: F811
