@@ -35,19 +35,24 @@ def bin_dir_from_env() -> Path | None:
     return Path(value) if value else None
 
 
-@pytest.fixture(scope="module")
-def lab(request: pytest.FixtureRequest) -> Iterator[LabInfo]:
+def bring_up(request: pytest.FixtureRequest, masters: int = 3) -> LabInfo:
+    """A lab of ``masters`` hosts, ALWAYS torn down: the finalizer is registered before
+    `up`, and a lab somebody else left up is a failure, never reused or destroyed."""
     if os.geteuid() != 0:
         pytest.skip(NOT_ROOT)
     present = api.lab_exists(record.load())
     if present:
         pytest.fail(
             "a lab is already up (" + ", ".join(present[:4]) + "): not reusing or destroying"
-            " somebody else's lab; run `python -m lab down` first"
+            " somebody else's lab; run `python -m lab down` (with your LAB_INSTANCE) first"
         )
     request.addfinalizer(api.down)
-    info = api.up(masters=3, bin_dir=bin_dir_from_env())
-    yield info
+    return api.up(masters=masters, bin_dir=bin_dir_from_env())
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[LabInfo]:
+    yield bring_up(request)
 
 
 def ssh_client(info: LabInfo, host: str, user: str = "root") -> paramiko.SSHClient:

@@ -10,7 +10,6 @@ CLI runs in subprocesses like a user would run it. Join times are printed (never
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -27,9 +26,9 @@ from bootstrap.etcd import EtcdClient, Member, TLSFiles
 from bootstrap.inventory import load
 from bootstrap.pki import ensure_pki
 from bootstrap.transport import connect
-from lab import api, record
+from lab import api
 from lab.api import LabInfo
-from tests.lab_support import NOT_ROOT, bin_dir_from_env
+from tests.lab_support import bring_up
 
 pytestmark = pytest.mark.lab
 T = TypeVar("T")
@@ -38,17 +37,8 @@ JOIN_TIME = re.compile(r"\[join\] (\S+): joined in ([0-9.]+)s")
 
 @pytest.fixture(scope="module")
 def lab5(request: pytest.FixtureRequest) -> Iterator[LabInfo]:
-    """A five-host lab, ALWAYS torn down (finalizer registered before `up`)."""
-    if os.geteuid() != 0:
-        pytest.skip(NOT_ROOT)
-    present = api.lab_exists(record.load())
-    if present:
-        pytest.fail(
-            "a lab is already up (" + ", ".join(present[:4]) + "): not reusing or destroying"
-            " somebody else's lab; run `python -m lab down` (with your LAB_INSTANCE) first"
-        )
-    request.addfinalizer(api.down)
-    yield api.up(masters=5, bin_dir=bin_dir_from_env())
+    """A five-host lab, ALWAYS torn down."""
+    yield bring_up(request, masters=5)
 
 
 @pytest.fixture(scope="module")
