@@ -92,11 +92,17 @@ def wait_for(
     probe: Callable[[], tuple[bool, str, list[str]]],
     timeout: float,
     required: Sequence[str] | None = None,
+    *,
+    require_running: bool = True,
 ) -> None:
     """Poll probe() until it says ok; show progress; fail fast on a pod that cannot start.
 
     probe returns (ok, progress text, names of masters still failing). ``required``: the
     masters whose pods must come up (None: all); only their pods can fail the wait early.
+    With ``require_running``, an ok probe is confirmed against the node's own view: every
+    required master's pod must be reported running, as verify demands. Without it, an
+    endpoint that still answers from an instance the node is stopping (a manifest removed
+    and re-written within one kubelet scan) would end the wait and then fail verify.
     """
     interval = session.inventory.timeouts.poll_interval
     started = time.monotonic()
@@ -107,6 +113,8 @@ def wait_for(
     session.console.event(phase, f"waiting for {what} (timeout {timeout:.0f}s)")
     while True:
         ok, text, failing = probe()
+        if ok and require_running:
+            ok, text, failing = _confirm_running(session, component, required, text)
         if ok:
             session.console.event(phase, f"{what}: {text}")
             return
@@ -143,6 +151,21 @@ def wait_for(
         # configured interval.
         early = time.monotonic() - started < FAST_POLL_WINDOW
         time.sleep(min(interval, FAST_POLL_INTERVAL) if early else interval)
+
+
+def _confirm_running(
+    session: Session, component: str, required: Sequence[str] | None, text: str
+) -> tuple[bool, str, list[str]]:
+    """(ok, text, failing) once the node reports the required masters' pods running."""
+    idle = [
+        (name, states[component])
+        for name, states in sorted(_pod_states(session).items())
+        if (required is None or name in required) and not states[component].running
+    ]
+    if not idle:
+        return True, text, []
+    detail = "; ".join(f"{name}: pod {state.describe()}" for name, state in idle)
+    return False, f"{text}, but the node does not run the pod yet ({detail})", [n for n, _ in idle]
 
 
 def pod_instance(session: Session, name: str, component: str) -> str | None:
@@ -201,6 +224,7 @@ def wait_for_new_instance(session: Session, name: str, component: str, before: s
         component,
         probe,
         component_timeout(session, component),
+        require_running=False,
     )
 
 
