@@ -212,6 +212,17 @@ class ManifestServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line for a connection that broke (failed TLS handshake, client gone).
+
+        The stdlib prints a traceback to stderr here; for a server that is an access
+        event, not a bug, and the operator should see it as one line.
+        """
+        import sys
+
+        exc = sys.exc_info()[1]
+        log.warning("%s: connection ended: %s", client_address[0], exc or "unknown error")
+
 
 class Handler(BaseHTTPRequestHandler):
     server: ManifestServer

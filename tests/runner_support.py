@@ -258,7 +258,14 @@ class ManifestServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that hangs up mid-answer (the runner's fetch timed out or was
+                # stopped) is recorded, not printed as a traceback over pytest's output.
+                server.errors.append(repr(sys.exc_info()[1]))
+
+        self.errors: list[str] = []
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.port = int(self.httpd.server_address[1])
         scheme = "http"
         if tls is not None:
