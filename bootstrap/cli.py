@@ -8,13 +8,15 @@ paramiko, grpc, jinja2) are imported inside the command functions so that
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from bootstrap import __version__
 from bootstrap.errors import BootstrapError, UsageError
@@ -329,6 +331,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> NoReturn:
+    """The console script: main(), then a prompt exit.
+
+    A normal interpreter exit after a run against hosts costs ~0.2 s (measured on the
+    lab: each paramiko transport thread sits out its 0.1 s read timeout, then grpc's C
+    core tears down), a sixth of a zero-change re-run. Everything we write is written
+    and closed before main() returns, so once only daemon threads are left we flush and
+    leave directly. Worker threads still running (an interrupted push finishing its file)
+    get the normal exit, which waits for them.
+    """
+    code = main()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        sys.exit(code)
+    if "logging" in sys.modules:  # not imported by every command: keep --help fast
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 def _report(exc: BootstrapError) -> None:
     kind = "error" if exc.exit_code == 2 else "failed"
     print(f"bootstrap: {kind}: {exc}", file=sys.stderr)
@@ -336,4 +360,4 @@ def _report(exc: BootstrapError) -> None:
         print(f"  hint: {exc.hint}", file=sys.stderr)
 
 
-__all__ = ["UsageError", "main"]
+__all__ = ["UsageError", "main", "run"]
