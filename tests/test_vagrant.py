@@ -224,15 +224,76 @@ def test_inventory_loads_and_matches_the_vagrantfile() -> None:
         assert ipaddress.ip_address(master[1]) in ipaddress.ip_network("192.168.56.0/21")
 
 
+def _vagrantfile_constants() -> dict[str, str]:
+    """The Vagrantfile evaluated by Ruby (Vagrant.configure stubbed): its version constants."""
+    script = (
+        "module Vagrant; def self.configure(*); end; end\n"
+        f"load {str(VAGRANTFILE)!r}\n"
+        'puts "KUBERNETES_MINOR=#{KUBERNETES_MINOR}"\n'
+        'puts "KUBERNETES_VERSION=#{KUBERNETES_VERSION}"\n'
+        'puts "IMAGES=#{CONTROL_PLANE_IMAGES.join(" ")}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    out = subprocess.run(
+        ["ruby", "-e", script], cwd=VAGRANT, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+@pytest.mark.skipif(shutil.which("ruby") is None, reason="ruby not installed (.ci/run installs it)")
+def test_vagrantfile_takes_versions_and_images_from_the_inventory() -> None:
+    from bootstrap.components import etcd_image
+
+    inventory = load(INVENTORY)
+    constants = _vagrantfile_constants()
+    major, minor = inventory.kubernetes_minor
+    assert constants["KUBERNETES_MINOR"] == f"v{major}.{minor}"
+    assert constants["KUBERNETES_VERSION"] == inventory.kubernetes_version
+    repo = inventory.image_repository
+    assert constants["IMAGES"].split() == [
+        f"{repo}/kube-apiserver:{inventory.kubernetes_version}",
+        f"{repo}/kube-controller-manager:{inventory.kubernetes_version}",
+        f"{repo}/kube-scheduler:{inventory.kubernetes_version}",
+        etcd_image(inventory),
+    ]
+
+
+# `apt-cache madison kubelet` as pkgs.k8s.io answers it (newest first).
+MADISON = """\
+   kubelet | 1.34.10-1.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages
+   kubelet | 1.34.2-1.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages
+   kubelet | 1.34.1-1.2 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages
+   kubelet | 1.34.1-1.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages
+   kubelet | 1.34.0-1.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages
+"""
+
+
+@pytest.mark.parametrize(
+    ("release", "expected"),
+    [("v1.34.1", "1.34.1-1.2"), ("v1.34.10", "1.34.10-1.1"), ("v1.34.0", "1.34.0-1.1"),
+     ("v1.34.3", "")],
+)
+def test_pick_release_takes_the_exact_patch(release: str, expected: str) -> None:
+    out = subprocess.run(
+        ["bash", "-c", 'source "$1" && pick_release "$2"', "test", str(PROVISION), release],
+        input=MADISON, capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == expected
+    assert out.stderr == ""
+
+
+def test_provisioning_pins_the_kubelet_and_pulls_the_images() -> None:
+    text = PROVISION.read_text()
+    assert '"kubelet$pin" "kubectl$pin"' in text
+    assert 'crictl pull "$image"' in text
+    vagrantfile = VAGRANTFILE.read_text()
+    assert '"KUBERNETES_VERSION" => KUBERNETES_VERSION' in vagrantfile
+    assert '"IMAGES" => CONTROL_PLANE_IMAGES.join(" ")' in vagrantfile
+
+
 def test_package_minor_matches_inventory() -> None:
     major, minor = load(INVENTORY).kubernetes_minor
     wanted = f"v{major}.{minor}"
-    assert (
-        _default(
-            r'ENV\.fetch\("KUBERNETES_MINOR",\s*"([^"]+)"\)', VAGRANTFILE.read_text(), "Vagrantfile"
-        )
-        == wanted
-    )
     assert (
         _default(
             r'KUBERNETES_MINOR="\$\{KUBERNETES_MINOR:-([^}]+)\}"',

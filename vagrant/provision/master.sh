@@ -5,13 +5,18 @@
 # version, and a kubelet that runs the static pods in /etc/kubernetes/manifests before
 # /etc/kubernetes/kubelet.conf exists and registers the node once bootstrap wrote it.
 #
-# Usage: master.sh NODE_IP   (environment: KUBERNETES_MINOR, FILES, PAUSE_IMAGE)
+# Usage: master.sh NODE_IP
+#   (environment: KUBERNETES_MINOR, KUBERNETES_VERSION, IMAGES, FILES, PAUSE_IMAGE)
 # Safe to run again (`vagrant provision`).
 set -euo pipefail
 
 NODE_IP="${1:?usage: master.sh NODE_IP}"
 # Keep equal to the minor of masters.yaml's kubernetesVersion (tests/test_vagrant.py).
 KUBERNETES_MINOR="${KUBERNETES_MINOR:-v1.34}"
+# The exact release to pin kubelet and kubectl to (v1.34.1); empty: the newest of the minor.
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-}"
+# Control-plane images to pull ahead of `bootstrap init` (space-separated; may be empty).
+IMAGES="${IMAGES:-}"
 # What the Vagrantfile's file provisioner uploaded (vagrant/files/).
 FILES="${FILES:-/tmp/bootstrap-files}"
 # kubeadm v1.34's pause image; containerd's own default is older.
@@ -32,6 +37,10 @@ log() {
 check_inputs() {
   [[ "$KUBERNETES_MINOR" =~ ^v1\.[0-9]+$ ]] || die "KUBERNETES_MINOR must look like v1.34, got '$KUBERNETES_MINOR'"
   [[ "$NODE_IP" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "NODE_IP must be an IPv4 address, got '$NODE_IP'"
+  if [[ -n "$KUBERNETES_VERSION" ]]; then
+    [[ "$KUBERNETES_VERSION" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "KUBERNETES_VERSION must look like v1.34.1, got '$KUBERNETES_VERSION'"
+    [[ "$KUBERNETES_VERSION" == "$KUBERNETES_MINOR".* ]] || die "KUBERNETES_VERSION $KUBERNETES_VERSION is not a $KUBERNETES_MINOR release"
+  fi
   [[ -f "$FILES/kubelet-config.yaml" ]] || die "$FILES/kubelet-config.yaml missing (file provisioner did not run?)"
 }
 
@@ -78,6 +87,12 @@ install_containerd() {
   systemctl restart containerd
 }
 
+# `apt-cache madison` lines on stdin ("kubelet | 1.34.1-1.1 | https://... Packages", newest
+# first) -> the newest package version of release $1 (v1.34.1), or nothing.
+pick_release() {
+  awk -F'|' -v want="${1#v}-" '{ gsub(/ /, "", $2) } index($2, want) == 1 { print $2; exit }'
+}
+
 install_kubernetes_packages() {
   log "kubelet, kubectl, cri-tools from the $KUBERNETES_MINOR package repository"
   local repo="https://pkgs.k8s.io/core:/stable:/$KUBERNETES_MINOR/deb/"
@@ -89,8 +104,26 @@ install_kubernetes_packages() {
   apt-get update -q
   # A re-provision with another KUBERNETES_MINOR must be allowed to move the packages.
   apt-mark unhold kubelet kubectl cri-tools >/dev/null || true
-  apt-get install "${APT_OPTS[@]}" kubelet kubectl cri-tools
+  local pin=""
+  if [[ -n "$KUBERNETES_VERSION" ]]; then
+    # pkgs.k8s.io names releases 1.34.1-1.1: take the newest build of that release.
+    pin=$(apt-cache madison kubelet | pick_release "$KUBERNETES_VERSION")
+    [[ -n "$pin" ]] || die "kubelet ${KUBERNETES_VERSION#v} is not in $repo (apt-cache madison kubelet)"
+    log "pinning kubelet and kubectl to $pin"
+    pin="=$pin"
+  fi
+  apt-get install "${APT_OPTS[@]}" --allow-downgrades "kubelet$pin" "kubectl$pin" cri-tools
   apt-mark hold kubelet kubectl cri-tools
+}
+
+pull_images() {
+  # Best effort: init pulls what is missing anyway, only with less time to spare.
+  [[ -n "$IMAGES" ]] || return 0
+  local image
+  for image in $IMAGES; do
+    log "pulling $image"
+    crictl pull "$image" >/dev/null || echo "master.sh: warning: could not pull $image now; the kubelet will pull it when its pod starts" >&2
+  done
 }
 
 configure_kubelet() {
@@ -119,10 +152,18 @@ report() {
   systemctl --no-pager --lines=0 status kubelet || true
 }
 
-check_inputs
-disable_swap
-kernel_settings
-install_containerd
-install_kubernetes_packages
-configure_kubelet
-report
+main() {
+  check_inputs
+  disable_swap
+  kernel_settings
+  install_containerd
+  install_kubernetes_packages
+  configure_kubelet
+  pull_images
+  report
+}
+
+# Sourced (the tests do, to call pick_release): define the functions only.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main
+fi
