@@ -263,8 +263,8 @@ def _hostinit_config(host: HostSpec, bins: Path, runner: bool, ready_fd: int) ->
                 "--status", HOST_RUNNER_STATUS,
                 "--logs", HOST_POD_LOGS,
                 "--bin-dir", HOST_BIN_DIR,
-                # The kubelet sees a new manifest at once (inotify); a 0.2 s poll comes
-                # close without making the lab runner depend on inotify.
+                # Changes are read at once through inotify, as the kubelet does; this
+                # re-list is the fallback where inotify is unavailable.
                 "--file-check-frequency", "0.2",
             ],
             "env": {"PATH": CLEAN_PATH, "PYTHONPATH": str(REPO)},

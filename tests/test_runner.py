@@ -151,6 +151,25 @@ def test_image_to_binary(tmp_path: Path) -> None:
 # -- the runner as a process ----------------------------------------------------------------
 
 
+def test_manifest_changes_are_read_at_once_not_on_the_next_rescan(tmp_path: Path) -> None:
+    """inotify, as the kubelet: with the periodic re-list set to 10 minutes, a manifest
+    written, replaced and removed after start-up is still acted on each time."""
+    with running(tmp_path, ["--file-check-frequency", "600"]) as runner:
+        runner.add_binary("busybox-sleep", SLEEPER)
+        runner.start()
+        runner.write("a.yaml", sleeper_pod("a"))
+        first = runner.wait_pod("kube-system/a", "running", running_with_pid)
+        runner.write("a.yaml", sleeper_pod("a", args=["3600"]))
+        second = runner.wait_pod(
+            "kube-system/a", "restarted with the new spec",
+            lambda e: running_with_pid(e) and e["configHash"] != first["configHash"],
+        )
+        assert second["pid"] != first["pid"]
+        (runner.manifests / "a.yaml").unlink()
+        wait_for(lambda: "kube-system/a" not in runner.status()["pods"], "pod a removed")
+        assert not process_alive(second["pid"])
+
+
 def test_directory_rules_dot_files_subdirs_and_garbage(tmp_path: Path) -> None:
     with running(tmp_path) as runner:
         runner.add_binary("busybox-sleep", SLEEPER)

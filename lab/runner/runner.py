@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+from lab.runner.dirwatch import DirWatch
 from lab.runner.httpsource import UrlSource
 from lab.runner.manifests import DirectoryReader, PodManifest
 from lab.runner.pod import Pod, Settings, utc_now
@@ -59,6 +60,8 @@ class Runner:
             if url_source is not None else None
         )
         self.reader = DirectoryReader(manifest_dir)
+        # Changes are read at once (inotify, as the kubelet); the periodic scan re-lists.
+        self.watch = DirWatch(manifest_dir)
         self.pods: dict[str, Pod] = {}
         self.terminating: list[tuple[str, Pod]] = []
         self.stop_event = threading.Event()
@@ -247,6 +250,7 @@ class Runner:
                 scanned = now >= next_scan
                 config_changed = False
                 if scanned:
+                    self.watch.ensure()  # before listing, so no change falls in between
                     self._scan_directory()
                     config_changed = self._apply_config()
                     next_scan = now + self.file_check_frequency
@@ -260,7 +264,12 @@ class Runner:
                 self._dirty.clear()
                 self.write_status()
                 last_write = now
-            self.stop_event.wait(TICK)
+            if self.watch.active:
+                if self.watch.wait(TICK):
+                    next_scan = 0.0  # a manifest changed: read the directory now
+            else:
+                self.stop_event.wait(TICK)
+        self.watch.close()
         if self.url_source is not None:
             self.url_source.stop()
         log.info("runner stopping: stopping %d pod(s)", len(self.pods))
