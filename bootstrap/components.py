@@ -221,21 +221,24 @@ def etcd_image(inventory: Inventory) -> str:
     return f"{inventory.image_repository}/etcd:{tag}"
 
 
-CA_CERT_VOLUMES: tuple[Volume, ...] = tuple(
-    # kubeadm mounts these only if they exist on the host when it runs there. We render on
-    # the operator's machine, so probing its filesystem would make the output depend on
-    # where it ran. Instead we always mount the Debian/Ubuntu trust store layout:
-    # /etc/ssl/certs exists on every distribution (a symlink into /etc/pki on RHEL), and
-    # DirectoryOrCreate makes the kubelet create the three others empty where they are
-    # missing, which is harmless.
-    Volume(name, path, "DirectoryOrCreate", True)
-    for name, path in (
-        ("ca-certs", "/etc/ssl/certs"),
-        ("etc-ca-certificates", "/etc/ca-certificates"),
-        ("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates"),
-        ("usr-share-ca-certificates", "/usr/share/ca-certificates"),
+def ca_cert_volumes(inventory: Inventory) -> tuple[Volume, ...]:
+    """The host trust store, read-only, for kube-apiserver and kube-controller-manager.
+
+    kubeadm mounts the directories of its list that exist on the host it runs on. We
+    render on the operator's machine, so the inventory names them (``caCertDirs``; the
+    default is the Debian/Ubuntu layout). Volume names are kubeadm's: ``ca-certs`` for
+    /etc/ssl/certs, the path with dashes otherwise (/etc/pki/ca-trust -> etc-pki-ca-trust).
+    DirectoryOrCreate, as kubeadm: a missing directory is created empty, which is harmless.
+    """
+    return tuple(
+        Volume(
+            "ca-certs" if path == "/etc/ssl/certs" else path.strip("/").replace("/", "-"),
+            path,
+            "DirectoryOrCreate",
+            True,
+        )
+        for path in inventory.ca_cert_dirs
     )
-)
 
 
 def _sorted_volumes(volumes: Sequence[Volume]) -> tuple[Volume, ...]:
@@ -360,7 +363,10 @@ def apiserver_pod(inventory: Inventory, master: Master) -> PodFacts:
     if "authorization-config" in extra:
         # kubeadm drops --authorization-mode when the user supplies a structured config.
         defaults = [(n, v) for n, v in defaults if n != "authorization-mode"]
-    volumes = [*CA_CERT_VOLUMES, Volume("k8s-certs", PKI_DIR, "DirectoryOrCreate", True)]
+    volumes = [
+        *ca_cert_volumes(inventory),
+        Volume("k8s-certs", PKI_DIR, "DirectoryOrCreate", True),
+    ]
     if inventory.encryption_at_rest:
         defaults.append(("encryption-provider-config", ENCRYPTION_CONFIG_PATH))
         volumes.append(
@@ -415,7 +421,7 @@ def controller_manager_pod(inventory: Inventory, master: Master) -> PodFacts:
         ]
     flags = merge_flags(defaults, inventory.extra_args.get(CONTROLLER_MANAGER))
     volumes = [
-        *CA_CERT_VOLUMES,
+        *ca_cert_volumes(inventory),
         Volume("k8s-certs", PKI_DIR, "DirectoryOrCreate", True),
         Volume("kubeconfig", CONTROLLER_MANAGER_CONF, "FileOrCreate", True),
     ]

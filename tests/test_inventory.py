@@ -310,6 +310,28 @@ def test_huge_and_odd_numbers_are_reported_not_raised() -> None:
     ]
 
 
+def test_ca_cert_dirs_default_and_override() -> None:
+    assert load_text(MINIMAL).ca_cert_dirs == (
+        "/etc/ssl/certs",
+        "/etc/ca-certificates",
+        "/usr/local/share/ca-certificates",
+        "/usr/share/ca-certificates",
+    )
+    rhel = load_text(
+        MINIMAL + "caCertDirs: [/etc/ssl/certs, /etc/pki/ca-trust, /etc/pki/tls/certs]\n"
+    )
+    assert rhel.ca_cert_dirs == ("/etc/ssl/certs", "/etc/pki/ca-trust", "/etc/pki/tls/certs")
+    assert rhel.warnings == ()
+
+
+def test_empty_ca_cert_dirs_warns_about_missing_roots() -> None:
+    inventory = load_text(MINIMAL + "caCertDirs: []\n")
+    assert inventory.ca_cert_dirs == ()
+    assert any(w.startswith("caCertDirs (line 6): empty") for w in inventory.warnings), (
+        inventory.warnings
+    )
+
+
 def test_extra_args_values_become_strings() -> None:
     inv = load_text(
         "extraArgs:\n"

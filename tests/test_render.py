@@ -478,6 +478,49 @@ def test_join_renders_existing_state_in_given_order() -> None:
     assert etcd["initial-cluster-state"] == "existing"
 
 
+def _host_paths(pod: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
+    """volume name -> (host path, type, mounted read-only) for one parsed pod."""
+    mounts = {m["name"]: m.get("readOnly", False)
+              for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    return {
+        v["name"]: (v["hostPath"]["path"], v["hostPath"]["type"], mounts[v["name"]])
+        for v in pod["spec"]["volumes"]
+    }
+
+
+def test_ca_cert_dirs_default_is_the_debian_trust_store() -> None:
+    pods = _render_one(example_inventory())
+    for component in ("kube-apiserver", "kube-controller-manager"):
+        volumes = _host_paths(pods[component])
+        assert volumes["ca-certs"] == ("/etc/ssl/certs", "DirectoryOrCreate", True)
+        assert volumes["usr-share-ca-certificates"][0] == "/usr/share/ca-certificates"
+        assert not any(path.startswith("/etc/pki") for path, _, _ in volumes.values())
+
+
+def test_ca_cert_dirs_from_the_inventory_replace_the_default() -> None:
+    """RHEL-family masters: /etc/ssl/certs links into /etc/pki, which must be mounted too."""
+    rhel = ("/etc/ssl/certs", "/etc/pki/ca-trust", "/etc/pki/tls/certs")
+    inventory = example_inventory(ca_cert_dirs=rhel)
+    pods = _render_one(inventory)
+    for component in ("kube-apiserver", "kube-controller-manager"):
+        volumes = _host_paths(pods[component])
+        trust = {n: v for n, v in volumes.items() if v[0] in rhel}
+        assert trust == {
+            "ca-certs": ("/etc/ssl/certs", "DirectoryOrCreate", True),
+            "etc-pki-ca-trust": ("/etc/pki/ca-trust", "DirectoryOrCreate", True),
+            "etc-pki-tls-certs": ("/etc/pki/tls/certs", "DirectoryOrCreate", True),
+        }
+        assert "usr-share-ca-certificates" not in volumes
+        names = [v["name"] for v in pods[component]["spec"]["volumes"]]
+        assert names == sorted(names)  # kubeadm's order
+    for component in ("etcd", "kube-scheduler"):
+        paths = [path for path, _, _ in _host_paths(pods[component]).values()]
+        assert not any(path.startswith("/etc/pki") for path in paths)
+    mounted = fake_mounted_files(inventory, inventory.masters[0])
+    for component in COMPONENTS:
+        _check_pod_shape(pods[component], component, mounted)
+
+
 def test_extra_args_override_defaults_and_add_flags() -> None:
     inventory = ipv6_inventory()
     pods = _render_one(inventory)

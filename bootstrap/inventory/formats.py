@@ -7,6 +7,7 @@ user-facing reason (the loader adds the field path and line).
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 
 from .model import IPAddress
@@ -178,6 +179,19 @@ def check_san(text: str) -> str:
     raise ValueError(
         f"{text!r} is not an IP address or a lower-case DNS name (wildcards: *.example.com)"
     )
+
+
+def check_host_dir(text: str) -> str:
+    """An absolute, normalized host directory that may be bind-mounted into a pod."""
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} is not an absolute path")
+    if posixpath.normpath(text) != text or text == "/":
+        raise ValueError(f"{text!r}: write the directory without '..', '.', '//' or a trailing /")
+    if any(c.isspace() for c in text) or ":" in text:
+        raise ValueError(f"{text!r}: no whitespace or ':' in a mounted path")
+    if text == "/etc/kubernetes" or text.startswith("/etc/kubernetes/"):
+        raise ValueError(f"{text!r}: /etc/kubernetes is mounted by bootstrap itself")
+    return text
 
 
 def check_image_repository(text: str) -> str:

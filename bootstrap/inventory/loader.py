@@ -20,6 +20,7 @@ from . import formats
 from .fields import (
     CERTIFICATES_KEYS,
     COMPONENTS,
+    DEFAULT_CA_CERT_DIRS,
     DEFAULT_CA_VALIDITY,
     DEFAULT_CERT_VALIDITY,
     DEFAULT_CLUSTER_NAME,
@@ -163,6 +164,7 @@ class _Loader:
         apiserver_sans = self.sans(certs, "apiServerExtraSANs")
         etcd_sans = self.sans(certs, "etcdExtraSANs")
         encryption = _default(top, "encryptionAtRest", top.boolean("encryptionAtRest"), True)
+        ca_cert_dirs = self.ca_cert_dirs(top)
         extra_args = self.extra_args(top.section("extraArgs", COMPONENTS, what="component"))
         timeouts = self.timeouts(top.section("timeouts", TIMEOUTS_KEYS))
 
@@ -198,6 +200,7 @@ class _Loader:
             etcd_extra_sans=etcd_sans,
             encryption_at_rest=encryption,
             masters=tuple(_master(d) for d in drafts),
+            ca_cert_dirs=ca_cert_dirs,
             extra_args=extra_args,
             timeouts=timeouts,
             source=source,
@@ -325,6 +328,32 @@ class _Loader:
             if san is not None and san not in sans:
                 sans.append(san)
         return tuple(sans)
+
+    def ca_cert_dirs(self, top: Section) -> tuple[str, ...]:
+        given = top.given("caCertDirs")
+        if given is None:
+            return DEFAULT_CA_CERT_DIRS
+        dirs: list[str] = []
+        for index, node in enumerate(top.items("caCertDirs")):
+            path = f"{top.child('caCertDirs')}[{index}]"
+            text = scalar_text(self.report, path, node)
+            if text is None:
+                continue
+            directory = self.report.check(path, node, formats.check_host_dir, text)
+            if directory is None:
+                continue
+            if directory in dirs:
+                self.report.error(path, node, f"{directory} is listed twice")
+                continue
+            dirs.append(directory)
+        if isinstance(given, SequenceNode) and not given.value:
+            self.report.warn(
+                top.child("caCertDirs"),
+                given,
+                "empty: kube-apiserver and kube-controller-manager get no system CA roots "
+                "(TLS to outside services, such as an OIDC issuer, will fail)",
+            )
+        return tuple(dirs)
 
     def port(self, sec: Section, key: str) -> int | None:
         value = sec.integer(key)

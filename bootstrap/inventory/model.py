@@ -12,6 +12,17 @@ HostKeyPolicy = Literal["strict", "accept-new"]
 KeyAlgorithm = Literal["RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384"]
 KEY_ALGORITHMS: tuple[str, ...] = ("RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384")
 
+# The host's system trust store, mounted read-only into kube-apiserver and
+# kube-controller-manager. kubeadm mounts those of its list that exist on the host it runs
+# on; we render on the operator's machine, so the default is the Debian/Ubuntu layout and
+# other layouts are named in the inventory (caCertDirs).
+DEFAULT_CA_CERT_DIRS: tuple[str, ...] = (
+    "/etc/ssl/certs",
+    "/etc/ca-certificates",
+    "/usr/local/share/ca-certificates",
+    "/usr/share/ca-certificates",
+)
+
 # Remote layout, kubeadm's (reference/kubeadm.md §1-§3).
 KUBERNETES_DIR = "/etc/kubernetes"
 PKI_DIR = "/etc/kubernetes/pki"
@@ -99,6 +110,8 @@ class Inventory:
     etcd_extra_sans: tuple[str, ...]
     encryption_at_rest: bool
     masters: tuple[Master, ...]
+    # Host trust-store directories mounted into kube-apiserver and kube-controller-manager.
+    ca_cert_dirs: tuple[str, ...] = DEFAULT_CA_CERT_DIRS
     extra_args: dict[str, dict[str, str]] = field(
         default_factory=dict
     )  # component -> flag -> value

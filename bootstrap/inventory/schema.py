@@ -14,6 +14,7 @@ from typing import Any
 from .fields import (
     CERTIFICATES_KEYS,
     COMPONENTS,
+    DEFAULT_CA_CERT_DIRS,
     DEFAULT_CA_VALIDITY,
     DEFAULT_CERT_VALIDITY,
     DEFAULT_CLUSTER_NAME,
@@ -266,6 +267,18 @@ def json_schema() -> Schema:
                     "description": "Encrypt Secrets in etcd (generated key, "
                     "EncryptionConfiguration).",
                     "default": True,
+                },
+                "caCertDirs": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": "^/"},
+                    "uniqueItems": True,
+                    "description": (
+                        "Host directories holding the system's CA certificates, mounted "
+                        "read-only into kube-apiserver and kube-controller-manager (kubeadm "
+                        "mounts those of its list that exist on the host). RHEL-family "
+                        "masters: [/etc/ssl/certs, /etc/pki/ca-trust, /etc/pki/tls/certs]."
+                    ),
+                    "default": list(DEFAULT_CA_CERT_DIRS),
                 },
                 "extraArgs": _nullable(
                     _object(
