@@ -30,6 +30,17 @@ MAX_CLOCK_SKEW_SECONDS = 5.0
 MIN_FREE_ETCD_KIB = 256 * 1024
 MIN_FREE_KUBERNETES_KIB = 16 * 1024
 LAB_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
+# kubeadm mounts each of these that exists on the host into kube-apiserver and
+# kube-controller-manager (cmd/kubeadm/app/phases/controlplane/volumes.go). We render them
+# from the inventory's caCertDirs instead; preflight says when a host has one it lacks.
+KUBEADM_CA_CERT_DIRS = (
+    "/etc/ssl/certs",
+    "/etc/pki/ca-trust",
+    "/etc/pki/tls/certs",
+    "/etc/ca-certificates",
+    "/usr/share/ca-certificates",
+    "/usr/local/share/ca-certificates",
+)
 
 _FACTS_SCRIPT = f"""
 echo @@uid; id -u
@@ -44,6 +55,8 @@ echo @@kubelet
 command -v kubelet 2>/dev/null
 pgrep -x kubelet >/dev/null 2>&1 && echo running
 test -f {LAB_RUNNER_STATUS} && echo lab-runner
+echo @@trust-store
+for d in {" ".join(KUBEADM_CA_CERT_DIRS)}; do test -d "$d" && echo "$d"; done
 echo @@df
 for p in {KUBERNETES_DIR} {ETCD_DATA_DIR}; do
   d=$p; while [ ! -e "$d" ]; do d=$(dirname "$d"); done
@@ -67,6 +80,7 @@ class HostFacts:
     manifests_dir: bool
     kubelet: tuple[str, ...]
     free_kib: Mapping[str, int] = field(default_factory=dict)
+    trust_store_dirs: tuple[str, ...] = ()  # which of KUBEADM_CA_CERT_DIRS exist
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,7 @@ def parse_facts(host: str, text: str, started: float, finished: float) -> HostFa
         manifests_dir=first("manifests-dir") == "present",
         kubelet=tuple(x.strip() for x in sections.get("kubelet", []) if x.strip()),
         free_kib=free,
+        trust_store_dirs=tuple(x.strip() for x in sections.get("trust-store", []) if x.strip()),
     )
 
 
@@ -145,6 +160,7 @@ def evaluate(
     *,
     cluster_ca_sha256: str,
     ignore: Collection[str] = (),
+    ca_cert_dirs: Collection[str] | None = None,
 ) -> list[Finding]:
     findings: list[Finding] = []
     ignore_all = "all" in {i.lower() for i in ignore}
@@ -257,7 +273,26 @@ def evaluate(
                 )
             else:
                 add(f.host, "DiskSpace", "ok", f"{path}: {free // 1024} MiB free")
+        if ca_cert_dirs is not None:
+            add(f.host, "CACertDirs", *_trust_store(f, ca_cert_dirs))
     return findings
+
+
+def _trust_store(f: HostFacts, mounted: Collection[str]) -> tuple[Severity, str]:
+    """Warn when the host has a trust-store dir kubeadm would mount but the inventory does not.
+
+    A warning, not an error: the cluster trusts only its own CAs and works without them;
+    what fails is TLS from the apiserver or controller-manager to outside services.
+    """
+    unmounted = [d for d in f.trust_store_dirs if d not in mounted]
+    if not unmounted:
+        return "ok", f"{len(mounted)} trust-store dir(s) mounted"
+    return "warning", (
+        f"{', '.join(unmounted)} on the host but not in caCertDirs: kube-apiserver and "
+        "kube-controller-manager will not see those CA roots (TLS to an OIDC issuer or a "
+        "webhook with a public certificate fails); what kubeadm would mount here: "
+        f"caCertDirs: [{', '.join(f.trust_store_dirs)}]"
+    )
 
 
 def blocking(findings: Sequence[Finding]) -> list[Finding]:

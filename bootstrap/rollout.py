@@ -73,6 +73,7 @@ def run_preflight(session: Session) -> None:
         list(facts.values()),
         cluster_ca_sha256=session.cluster_ca_sha256(),
         ignore=session.options.ignore_preflight_errors,
+        ca_cert_dirs=session.inventory.ca_cert_dirs,
     )
     session.console.out(preflight.table(findings))
     blocking = preflight.blocking(findings)

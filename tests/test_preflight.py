@@ -103,6 +103,33 @@ def test_missing_kubelet_and_manifests_dir_are_warnings() -> None:
     }
 
 
+DEBIAN_DIRS = (
+    "/etc/ssl/certs",
+    "/etc/ca-certificates",
+    "/usr/local/share/ca-certificates",
+    "/usr/share/ca-certificates",
+)
+RHEL_HOST = ("/etc/ssl/certs", "/etc/pki/ca-trust", "/etc/pki/tls/certs")
+
+
+def test_trust_store_dirs_the_inventory_does_not_mount_are_a_warning() -> None:
+    findings = evaluate(
+        [facts("m1", trust_store_dirs=RHEL_HOST), facts("m2", trust_store_dirs=DEBIAN_DIRS)],
+        cluster_ca_sha256=CA,
+        ca_cert_dirs=DEBIAN_DIRS,
+    )
+    assert errors(findings) == set()  # the cluster works; outside TLS would not
+    (warning,) = [f for f in findings if f.check == "CACertDirs" and f.severity == "warning"]
+    assert warning.host == "m1"
+    assert warning.detail.startswith("/etc/pki/ca-trust, /etc/pki/tls/certs on the host")
+    assert "caCertDirs: [/etc/ssl/certs, /etc/pki/ca-trust, /etc/pki/tls/certs]" in warning.detail
+    ok = [f for f in findings if f.check == "CACertDirs" and f.host == "m2"]
+    assert [f.severity for f in ok] == ["ok"]
+    rhel = evaluate([facts("m1", trust_store_dirs=RHEL_HOST)], cluster_ca_sha256=CA,
+                    ca_cert_dirs=RHEL_HOST)
+    assert [f.severity for f in rhel if f.check == "CACertDirs"] == ["ok"]
+
+
 def test_listening_ports_parser() -> None:
     lines = [
         "  sl  local_address rem_address   st",
@@ -121,3 +148,4 @@ def test_facts_script_output_parses_on_this_machine() -> None:
     assert f.hostname
     assert abs(f.clock_skew) < 5
     assert set(f.free_kib) == {"/etc/kubernetes", "/var/lib/etcd"}
+    assert "/etc/ssl/certs" in f.trust_store_dirs  # every distribution has it
