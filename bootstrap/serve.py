@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -218,8 +219,6 @@ class ManifestServer(ThreadingHTTPServer):
         The stdlib prints a traceback to stderr here; for a server that is an access
         event, not a bug, and the operator should see it as one line.
         """
-        import sys
-
         exc = sys.exc_info()[1]
         log.warning("%s: connection ended: %s", client_address[0], exc or "unknown error")
 

@@ -6,9 +6,7 @@ cannot drift apart (schema.py asserts it describes exactly these keys).
 
 from __future__ import annotations
 
-from .model import DEFAULT_CA_CERT_DIRS, KeyAlgorithm
-
-__all__ = ["DEFAULT_CA_CERT_DIRS"]  # re-exported: the defaults live here for the loader and schema
+from .model import KeyAlgorithm
 
 DEFAULT_CLUSTER_NAME = "kubernetes"
 DEFAULT_SERVICE_SUBNET = "10.96.0.0/12"

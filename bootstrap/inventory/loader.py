@@ -20,7 +20,6 @@ from . import formats
 from .fields import (
     CERTIFICATES_KEYS,
     COMPONENTS,
-    DEFAULT_CA_CERT_DIRS,
     DEFAULT_CA_VALIDITY,
     DEFAULT_CERT_VALIDITY,
     DEFAULT_CLUSTER_NAME,
@@ -44,6 +43,7 @@ from .fields import (
 )
 from .model import (
     API_PORT,
+    DEFAULT_CA_CERT_DIRS,
     KEY_ALGORITHMS,
     Inventory,
     IPAddress,
