@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 import yaml
 
 from bootstrap.errors import BootstrapError, WaitTimeout
-from bootstrap.httpcheck import ClientTLS, HTTPCheckError, get, request
+from bootstrap.httpcheck import (
+    APISERVER_LIVEZ_VERBOSE,
+    ClientTLS,
+    HTTPCheckError,
+    get,
+    request,
+    verbose_check,
+)
 from bootstrap.inventory.model import (
     API_PORT,
     CONTROLLER_MANAGER_PORT,
@@ -314,6 +321,28 @@ def _https_status(
     return result.status == 200, result.summary(80)
 
 
+def _apiserver_live(session: Session, name: str, tls: ClientTLS) -> tuple[bool, str]:
+    """/livez with every check passing, its etcd check among them (``?verbose``: readable
+    before RBAC is bootstrapped, see httpcheck.APISERVER_LIVEZ_VERBOSE)."""
+    try:
+        local = session.tunnel(name, API_PORT)
+        result = get(
+            "127.0.0.1", local, APISERVER_LIVEZ_VERBOSE, tls=tls, timeout=PROBE_TIMEOUT,
+            server_name="127.0.0.1",
+        )
+    except HTTPCheckError as exc:
+        return False, exc.message
+    except BootstrapError as exc:
+        return False, exc.message.splitlines()[0]
+    etcd_ok, said = verbose_check(result, "etcd")
+    if not etcd_ok:
+        return False, said
+    if result.status != 200:
+        failed = [ln.strip() for ln in result.text.splitlines() if ln.startswith("[-]")]
+        return False, f"/livez HTTP {result.status}: " + (", ".join(failed) or "not live")
+    return True, "live"
+
+
 def wait_for_apiservers(session: Session, required: Sequence[str] | None = None) -> None:
     masters = _required(session, required)
     if not masters:
@@ -321,31 +350,28 @@ def wait_for_apiservers(session: Session, required: Sequence[str] | None = None)
 
     def probe() -> tuple[bool, str, list[str]]:
         def one(master: Master, _host: object) -> tuple[bool, str]:
-            tls = kubeconfig_tls(session, master.name)
-            for path in ("/livez", "/livez/etcd"):
-                ok, text = _https_status(session, master.name, API_PORT, path, tls)
-                if not ok:
-                    return False, f"{path}: {text}"
-            return True, "live"
+            return _apiserver_live(session, master.name, kubeconfig_tls(session, master.name))
 
         return _tally(session.each_host(one, masters), "apiservers live with etcd")
 
     wait_for(
         session,
         "control-plane",
-        "kube-apiserver /livez and /livez/etcd",
+        "kube-apiserver /livez (etcd check included)",
         "kube-apiserver",
         probe,
         session.inventory.timeouts.apiserver_ready,
         [m.name for m in masters],
     )
-    if session.masters[0] in masters:
-        ensure_cluster_admins_binding(session)
 
 
 def ensure_cluster_admins_binding(session: Session) -> None:
     """admin.conf (O=kubeadm:cluster-admins) can do nothing until this binding exists
-    (floor.md §5); create it once with the first master's super-admin.conf."""
+    (floor.md §5); create it with the first master's super-admin.conf. Every init asks
+    (one POST; 409 when present), so a run cut off right after the apiservers came up
+    still ends with a usable admin.conf."""
+    if "kube-apiserver" not in session.options.components:
+        return
     first = session.masters[0].name
     tls = kubeconfig_tls(session, first, "super-admin.conf")
     body = (

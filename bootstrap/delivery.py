@@ -396,7 +396,7 @@ def run_etcd_http(session: Session) -> None:
 
 
 def run_control_plane_http(session: Session) -> None:
-    from bootstrap import rollout
+    from bootstrap import checks, rollout
 
     connect_nodes(session)
     roll_http(
@@ -406,6 +406,7 @@ def run_control_plane_http(session: Session) -> None:
         rollout._wait_apiservers,
         support=rollout._is_apiserver_config,
     )
+    checks.ensure_cluster_admins_binding(session)
     for component in ("kube-controller-manager", "kube-scheduler"):
         roll_http(session, "control-plane", component, rollout._wait_component(component))
 

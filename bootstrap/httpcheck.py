@@ -89,6 +89,30 @@ class HTTPResult:
         return f"HTTP {self.status}: {text}" if text else f"HTTP {self.status}"
 
 
+# The apiserver's etcd health as any client may read it. `GET /livez/etcd` (one named check)
+# needs RBAC rights that admin.conf's group (kubeadm:cluster-admins) only has once its
+# ClusterRoleBinding exists, which init can create only after an apiserver answers; the
+# plain health paths are granted to every client by system:public-info-viewer, and the
+# verbose answer lists each check: "[+]etcd ok" or "[-]etcd failed: reason withheld".
+APISERVER_LIVEZ_VERBOSE = "/livez?verbose"
+
+
+def verbose_check(result: HTTPResult, name: str) -> tuple[bool, str]:
+    """One named check of a ``?verbose`` health answer: (ok, what it said)."""
+    for line in result.text.splitlines():
+        line = line.strip()
+        if line == f"[+]{name} ok":
+            return True, line
+        if line.startswith(f"[-]{name} "):
+            return False, f"{line} (HTTP {result.status})"
+    if result.status in (401, 403):
+        return False, (
+            f"{result.summary(120)}: this client may not read the apiserver's health "
+            "(system:public-info-viewer missing?)"
+        )
+    return False, f"no '{name}' check in the answer: {result.summary(120)}"
+
+
 def make_context(tls: ClientTLS) -> ssl.SSLContext:
     """An SSLContext from exactly the named files (no system store, no env variables)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -198,6 +198,7 @@ def run_control_plane(session: Session) -> None:
         lambda c: _is_apiserver_config(c) or apiserver(c),
         _wait_apiservers,
     )
+    checks.ensure_cluster_admins_binding(session)
     for component in ("kube-controller-manager", "kube-scheduler"):
         roll(
             session, "control-plane", component, _manifest_of(component), _wait_component(component)

@@ -568,7 +568,7 @@ def verify_masters(
         ):
             http_jobs[(ep.name, "apiserver-livez-etcd")] = (
                 ep.apiserver,
-                "/livez/etcd",
+                httpcheck.APISERVER_LIVEZ_VERBOSE,
                 api_tls,
                 ep.apiserver_server_name,
             )
@@ -671,14 +671,14 @@ def verify_masters(
 
 def _component_result(master: str, check: str, outcome: _HTTPOutcome) -> CheckResult:
     if check == "apiserver-livez-etcd":
-        return _http_result(
-            master,
-            check,
-            outcome,
+        hint = (
             "the apiserver cannot reach its local etcd member (127.0.0.1:2379): "
-            "check the etcd rows for this master and the apiserver's "
-            "--etcd-* flags and certs",
+            "check the etcd rows for this master and the apiserver's --etcd-* flags and certs"
         )
+        if isinstance(outcome.result, _Failure):
+            return _http_result(master, check, outcome, hint)
+        ok, said = httpcheck.verbose_check(outcome.result, "etcd")
+        return _result(master, check, ok, f"GET {outcome.path}: {said}", hint)
     if check == "apiserver-readyz":
         return _http_result(
             master,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import hostfiles, inventory, netsetup, procs, record
+from lab import hostfiles, inventory, kubebin, netsetup, procs, record
 from lab.config import (
     BOOTSTRAP_STATE,
     BRIDGE,
@@ -116,9 +116,13 @@ def up(
     bin_dir: Path | str | None = None,
     subnet: str = DEFAULT_SUBNET,
     log: Log = _quiet,
+    kubernetes: str = kubebin.DEFAULT_KUBERNETES,
+    etcd: str = kubebin.DEFAULT_ETCD,
 ) -> LabInfo:
     require_root()
     lab = plan(masters, subnet)
+    # Before any namespace exists: a cold build takes minutes and may fail on its own.
+    bins = inventory.prepare_bin_dir(Path(bin_dir) if bin_dir else None, kubernetes, etcd, log)
     started = time.monotonic()
     with record.locked():
         present = lab_exists(record.load())
@@ -138,7 +142,7 @@ def up(
         }
         record.save(rec)
         try:
-            info = _build(lab, rec, Path(bin_dir) if bin_dir else None, log)
+            info = _build(lab, rec, bins, log)
         except BaseException:
             log("up failed: tearing down what was made")
             with contextlib.suppress(Exception):
@@ -149,9 +153,8 @@ def up(
     return LabInfo(**{**info.__dict__, "seconds": time.monotonic() - started})
 
 
-def _build(lab: LabPlan, rec: dict[str, Any], bin_dir: Path | None, log: Log) -> LabInfo:
+def _build(lab: LabPlan, rec: dict[str, Any], bins: Path, log: Log) -> LabInfo:
     notes: list[str] = []
-    bins = inventory.prepare_bin_dir(bin_dir)
     etcd_version = inventory.etcd_version(bins)
     kube_version = inventory.kubernetes_version(bins)
     kube_bins = inventory.kube_binaries(bins)
@@ -159,7 +162,7 @@ def _build(lab: LabPlan, rec: dict[str, Any], bin_dir: Path | None, log: Log) ->
     if not kube_bins:
         notes.append(
             f"no kube-apiserver/controller-manager/scheduler in {bins}: the runner reports "
-            "those pods ImageUnavailable (pass --bin-dir DIR to run them for real)"
+            "those pods ImageUnavailable (without --bin-dir the lab builds them itself)"
         )
     runner = runner_available()
     if not runner:

