@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LAB_MASTERS ?= 3
 
-.PHONY: venv test lint typecheck unit demo lab-up lab-down lab-status bench render clean
+.PHONY: deps venv bins test lint typecheck unit demo lab-up lab-down lab-status bench render clean
 
 $(BIN)/bootstrap: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,6 +13,15 @@ $(BIN)/bootstrap: pyproject.toml
 	touch $@
 
 venv: $(BIN)/bootstrap
+
+# Debian packages the lab and the tests need (root; a no-op when all are installed).
+deps:
+	./lab/install-deps.sh
+
+# kube-apiserver, controller-manager, scheduler, kubectl, etcd, etcdctl, etcdutl built from
+# their Go modules (lab/kubebin/), cached in ~/.cache/bootstrap-lab: minutes cold, seconds warm.
+bins: venv
+	$(BIN)/python -m lab bins
 
 lint: venv
 	$(BIN)/ruff check bootstrap lab tests bench
@@ -23,15 +32,16 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q
 
-# The test command (README): lint, types, then every test (lab tests need root).
-test: lint typecheck unit
+# The test command (README): packages, venv and binaries, then lint, types and every test
+# (lab tests need root).
+test: deps bins lint typecheck unit
 
 # Offline: render the example inventory's three master trees.
 render: venv
 	$(BIN)/bootstrap render --inventory inventory.example.yaml --out build/render
 
 # The main job on the local lab: lab up, bootstrap init, verify table; the lab stays up.
-demo: venv
+demo: deps venv bins
 	./lab/demo.sh $(LAB_MASTERS)
 
 lab-up: venv

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -87,8 +88,33 @@ def safety_route_present(subnet: ipaddress.IPv4Network) -> bool:
     )
 
 
+# What a lab host is made of, and the Debian package that brings each.
+REQUIRED_PROGRAMS: tuple[tuple[str, str], ...] = (
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("/usr/bin/ssh-keygen", "openssh-client"),
+    ("/usr/bin/sudo", "sudo"),
+    ("/usr/bin/nsenter", "util-linux"),
+    ("/usr/bin/unshare", "util-linux"),
+    ("/usr/sbin/iptables", "iptables"),
+)
+
+
+def require_programs() -> None:
+    """One line naming what is missing and the command that installs it (no traceback)."""
+    missing = sorted({pkg for path, pkg in REQUIRED_PROGRAMS if not os.access(path, os.X_OK)})
+    if shutil.which("ip") is None:
+        missing.append("iproute2")
+    if missing:
+        raise LabError(
+            "the lab needs Debian packages that are not installed: " + " ".join(missing),
+            hint="run `lab/install-deps.sh` as root (make demo and make test do it)",
+            exit_code=2,
+        )
+
+
 def preflight(lab: LabPlan) -> None:
     """Refuse a subnet that is already routed or addressed on this machine."""
+    require_programs()
     for route in subnet_routes(lab.subnet):
         raise LabError(
             f"the lab subnet {lab.subnet} is already routed here: {json.dumps(route)}",
