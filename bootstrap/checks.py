@@ -10,7 +10,6 @@ honest failure instead of a four-minute wait.
 from __future__ import annotations
 
 import base64
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,27 +51,24 @@ FATAL_PHASES = ("ImageUnavailable", "Failed")  # a pod in these will not come up
 def etcd_tls(session: Session, name: str) -> TLSFiles:
     from bootstrap.etcd import TLSFiles
 
-    root = session.credentials(name) / "etc/kubernetes/pki"
+    pki = "/etc/kubernetes/pki"
     return TLSFiles(
-        ca=root / "etcd/ca.crt",
-        cert=root / "apiserver-etcd-client.crt",
-        key=root / "apiserver-etcd-client.key",
+        ca=session.credential(name, f"{pki}/etcd/ca.crt"),
+        cert=session.credential(name, f"{pki}/apiserver-etcd-client.crt"),
+        key=session.credential(name, f"{pki}/apiserver-etcd-client.key"),
     )
 
 
 def kubeconfig_tls(session: Session, name: str, kubeconfig: str = "admin.conf") -> ClientTLS:
-    """Client cert/key embedded in one of the master's kubeconfigs, as files."""
-    root = session.credentials(name)
-    cert = root / f"{kubeconfig}.crt"
-    key = root / f"{kubeconfig}.key"
-    if not cert.exists():
-        doc = yaml.safe_load((root / "etc/kubernetes" / kubeconfig).read_bytes())
-        user = doc["users"][0]["user"]
-        for target, field in ((cert, "client-certificate-data"), (key, "client-key-data")):
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(base64.b64decode(user[field]))
-    return ClientTLS(ca=root / "etc/kubernetes/pki/ca.crt", cert=cert, key=key)
+    """Client cert/key embedded in one of the master's kubeconfigs, as (in-memory) files."""
+    path = f"/etc/kubernetes/{kubeconfig}"
+    doc = yaml.safe_load(session.pki.kubeconfig_files(name)[path].content)
+    user = doc["users"][0]["user"]
+    cert, key = (
+        session.memory_file(f"{name}:{path}:{field}", base64.b64decode(user[field]))
+        for field in ("client-certificate-data", "client-key-data")
+    )
+    return ClientTLS(ca=session.credential(name, "/etc/kubernetes/pki/ca.crt"), cert=cert, key=key)
 
 
 def _pod_states(session: Session) -> dict[str, dict[str, PodState]]:

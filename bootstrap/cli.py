@@ -177,6 +177,7 @@ def load_inventory(path: Path, console: Console) -> Inventory:
 
 
 def make_session(args: argparse.Namespace) -> Session:
+    from bootstrap.memfile import sweep_stale
     from bootstrap.session import Options, Session, default_state_dir
 
     console = make_console(args)
@@ -191,6 +192,7 @@ def make_session(args: argparse.Namespace) -> Session:
         serve_url=getattr(args, "serve_url", None),
     )
     state_dir = args.state_dir or default_state_dir(inventory)
+    sweep_stale(state_dir)  # key copies an older version (or a killed fallback run) left
     return Session(inventory=inventory, state_dir=state_dir, options=options, console=console)
 
 

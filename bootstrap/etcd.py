@@ -40,6 +40,7 @@ from pyetcd import etcdrpc
 
 from bootstrap import httpcheck
 from bootstrap.errors import EtcdError
+from bootstrap.memfile import describe
 
 T = TypeVar("T")
 
@@ -61,6 +62,8 @@ _ERR_MEMBER_NOT_FOUND = "member not found"
 _ERR_TOO_MANY_LEARNERS = "too many learner members"
 
 _TLS_MARKERS = ("handshake", "ssl", "tls", "certificate", "peer name")
+# gRPC's words for a connection the peer reset or closed (before or during the handshake).
+_CUT_MARKERS = ("connection reset by peer", "socket closed", "end of file", "eof")
 _CLIENT_CERT_ALERTS = (
     "BAD_CERTIFICATE",
     "UNKNOWN_CA",
@@ -70,6 +73,18 @@ _CLIENT_CERT_ALERTS = (
     "ACCESS_DENIED",
     "DECRYPT_ERROR",
 )
+
+
+class EtcdUnreachable(EtcdError):
+    """The member did not answer. ``kind`` is what was observed, for messages that must
+    name the cause: "refused" (nothing listens), "closed" (the connection was cut before
+    TLS completed: through an SSH tunnel, what a refused port on the master looks like),
+    "timeout" (no answer: a stopped or partitioned member), "tls" (the handshake failed),
+    "unavailable" (anything else gRPC could not reach)."""
+
+    def __init__(self, message: str, *, kind: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
 
 
 class LearnerNotReady(EtcdError):
@@ -139,7 +154,8 @@ class EtcdClient:
 
     TLS is always fully verified against ``tls.ca``; ``server_name`` names the SAN to
     verify when it is not ``host`` (the etcd server certs carry 127.0.0.1, so tunnels
-    need no override).
+    need no override). ``label`` names the member in messages instead of ``host:port``
+    (a local tunnel port means nothing to the reader; "m2 (10.0.0.12:2379)" does).
     """
 
     def __init__(
@@ -150,6 +166,7 @@ class EtcdClient:
         *,
         timeout: float = 5.0,
         server_name: str | None = None,
+        label: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -157,6 +174,7 @@ class EtcdClient:
         self.timeout = timeout
         self.server_name = server_name
         self.endpoint = f"{_url_host(host)}:{port}"
+        self.where = f"etcd on {label}" if label else f"etcd at {self.endpoint}"
         self._gateway_tls = httpcheck.ClientTLS(ca=tls.ca, cert=tls.cert, key=tls.key)
         try:
             # Loads and checks the three files (PEM, key matches cert) before any network.
@@ -181,8 +199,9 @@ class EtcdClient:
             )
         except (OSError, ValueError) as exc:
             raise EtcdError(
-                f"cannot set up the etcd client for {self.endpoint}: {exc}",
-                hint=f"check the TLS files {tls.ca}, {tls.cert}, {tls.key}",
+                f"cannot set up the etcd client for {self.where}: {exc}",
+                hint=f"check the TLS files {describe(tls.ca)}, {describe(tls.cert)}, "
+                f"{describe(tls.key)}",
             ) from None
 
     # --- context manager --------------------------------------------------------------
@@ -266,7 +285,7 @@ class EtcdClient:
                         return m, current
             if _ERR_TOO_MANY_LEARNERS in lowered:
                 raise EtcdError(
-                    f"etcd at {self.endpoint} refused a new learner: {exc.server_message}",
+                    f"{self.where} refused a new learner: {exc.server_message}",
                     hint="etcd allows one learner at a time: promote or remove the existing "
                     "learner first (see `bootstrap status`)",
                 ) from None
@@ -294,7 +313,7 @@ class EtcdClient:
                 return  # already a voter
             if _ERR_MEMBER_NOT_FOUND in lowered:
                 raise MemberNotFound(
-                    f"member {member_id:x} is not in the cluster at {self.endpoint}",
+                    f"member {member_id:x} is not in the cluster ({self.where})",
                     hint="list the members (`bootstrap status`); it may have been removed",
                 ) from None
             raise
@@ -311,7 +330,7 @@ class EtcdClient:
         except _RpcRejected as exc:
             if _ERR_MEMBER_NOT_FOUND in exc.server_message.lower():
                 raise MemberNotFound(
-                    f"member {member_id:x} is not in the cluster at {self.endpoint}",
+                    f"member {member_id:x} is not in the cluster ({self.where})",
                     hint="it was probably removed already; `bootstrap status` lists the members",
                 ) from None
             raise
@@ -358,7 +377,7 @@ class EtcdClient:
                 revision = bolt_max_revision(tmp)
             except ValueError as exc:
                 raise EtcdError(
-                    f"the snapshot from {self.endpoint} is not a valid etcd database: {exc}",
+                    f"the snapshot from {self.where} is not a valid etcd database: {exc}",
                     hint="retry; if it persists, check the member's disk and logs",
                 ) from None
             os.replace(tmp, out)
@@ -387,25 +406,37 @@ class EtcdClient:
     def _rpc_error(self, what: str, exc: Any, timeout: float) -> EtcdError:
         code = exc.code()
         details = str(exc.details() or "")
-        where = f"etcd at {self.endpoint}"
+        where = self.where
         lowered = details.lower()
-        if code == grpc.StatusCode.UNAVAILABLE and any(m in lowered for m in _TLS_MARKERS):
-            return _tls_error(where, what, details, self.tls)
         if code == grpc.StatusCode.UNAVAILABLE and "connection refused" in lowered:
-            return EtcdError(
+            return EtcdUnreachable(
                 f"{where}: connection refused ({what})",
+                kind="refused",
                 hint="etcd is not listening there: is the member running on that master, and "
                 "is the SSH tunnel up?",
             )
+        if code == grpc.StatusCode.UNAVAILABLE and any(m in lowered for m in _CUT_MARKERS):
+            # Not a TLS verdict: the peer cut the connection before any TLS message. Our
+            # SSH tunnel does exactly that when the master's port refuses the connection.
+            return EtcdUnreachable(
+                f"{where}: connection closed before the TLS handshake ({what}): nothing "
+                "accepted it on the master's port (refused, or the member is restarting)",
+                kind="closed",
+                hint="is the etcd member running on that master? (`bootstrap status`)",
+            )
+        if code == grpc.StatusCode.UNAVAILABLE and any(m in lowered for m in _TLS_MARKERS):
+            return _tls_error(where, what, details, self.tls)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return EtcdError(
+            return EtcdUnreachable(
                 f"{where}: no answer to {what} within {timeout:g}s",
-                hint="the member may be down or partitioned, or the cluster has lost quorum "
-                "(requests that go through raft wait for a leader)",
+                kind="timeout",
+                hint="the member may be stopped, overloaded or partitioned, or the cluster has "
+                "lost quorum (requests that go through raft wait for a leader)",
             )
         if code == grpc.StatusCode.UNAVAILABLE:
-            return EtcdError(
+            return EtcdUnreachable(
                 f"{where} unavailable ({what}): {details}",
+                kind="unavailable",
                 hint="is the member running and reachable through the tunnel?",
             )
         return _RpcRejected(
@@ -430,7 +461,7 @@ class EtcdClient:
             )
         except httpcheck.HTTPCheckError as exc:
             raise EtcdError(
-                f"etcd {what} at {self.endpoint}: {exc.message}", hint=exc.hint
+                f"{self.where}: {what}: {exc.message}", hint=exc.hint
             ) from None
         try:
             doc = json.loads(result.body) if result.body else {}
@@ -438,13 +469,13 @@ class EtcdClient:
             doc = None
         if not isinstance(doc, dict):
             raise EtcdError(
-                f"etcd {what} at {self.endpoint}: unexpected answer {result.summary()}",
+                f"{self.where}: {what}: unexpected answer {result.summary()}",
                 hint="is this an etcd client port (3.4+ JSON gateway under /v3/)?",
             )
         if result.status != 200:
             message = str(doc.get("message") or doc.get("error") or result.summary())
             raise _GatewayRejected(
-                f"etcd at {self.endpoint} rejected {what}: {message}",
+                f"{self.where} rejected {what}: {message}",
                 server_message=message,
                 hint="see the etcd member's log on that master",
             )
@@ -502,22 +533,26 @@ def _tls_error(where: str, what: str, details: str, tls: TLSFiles) -> EtcdError:
     short = (
         details.rsplit("SSL_ERROR_SSL:", 1)[-1].strip() if "SSL_ERROR_SSL" in details else details
     )
+    ca, cert = describe(tls.ca), describe(tls.cert)
     if "CERTIFICATE_VERIFY_FAILED" in upper or "PEER NAME" in upper:
-        return EtcdError(
-            f"TLS: {where}: the server certificate is not trusted by CA file {tls.ca} ({short}) "
-            f"[client cert {tls.cert}]",
+        return EtcdUnreachable(
+            f"TLS: {where}: the server certificate is not trusted by CA file {ca} ({short}) "
+            f"[client cert {cert}]",
+            kind="tls",
             hint="the etcd server cert must be signed by that CA (pki/etcd/ca.crt) and carry "
             "the address you connect to as a SAN",
         )
     if any(alert in upper for alert in _CLIENT_CERT_ALERTS):
-        return EtcdError(
-            f"TLS: {where} refused the client certificate {tls.cert} ({short})",
-            hint=f"{tls.cert} must be signed by the etcd CA the member trusts "
+        return EtcdUnreachable(
+            f"TLS: {where} refused the client certificate {cert} ({short})",
+            kind="tls",
+            hint=f"{cert} must be signed by the etcd CA the member trusts "
             "(--trusted-ca-file, pki/etcd/ca.crt) and be valid now",
         )
-    return EtcdError(
+    return EtcdUnreachable(
         f"TLS handshake with {where} failed during {what}: {short} "
-        f"[client cert {tls.cert}, CA {tls.ca}]",
+        f"[client cert {cert}, CA {ca}]",
+        kind="tls",
         hint="check that the port is etcd's client port and the certs are the etcd PKI's",
     )
 

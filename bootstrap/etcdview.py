@@ -21,11 +21,11 @@ PROBE_TIMEOUT = 3.0
 
 
 def healthcheck_tls(session: Session, name: str) -> TLSFiles:
-    root = session.credentials(name) / "etc/kubernetes/pki/etcd"
+    etcd = "/etc/kubernetes/pki/etcd"
     return TLSFiles(
-        ca=root / "ca.crt",
-        cert=root / "healthcheck-client.crt",
-        key=root / "healthcheck-client.key",
+        ca=session.credential(name, f"{etcd}/ca.crt"),
+        cert=session.credential(name, f"{etcd}/healthcheck-client.crt"),
+        key=session.credential(name, f"{etcd}/healthcheck-client.key"),
     )
 
 

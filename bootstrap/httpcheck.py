@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from bootstrap.errors import OperationError
+from bootstrap.memfile import describe
 
 ErrorKind = Literal[
     "refused", "timeout", "tls-server", "tls-client", "tls-config", "connection", "protocol"
@@ -65,11 +66,11 @@ class ClientTLS:
     def describe(self) -> str:
         parts = []
         if self.verify:
-            parts.append(f"CA {self.ca}")
+            parts.append(f"CA {describe(self.ca)}")
         else:
             parts.append("server cert NOT verified")
         if self.cert:
-            parts.append(f"client cert {self.cert}")
+            parts.append(f"client cert {describe(self.cert)}")
         return ", ".join(parts)
 
 
@@ -130,7 +131,7 @@ def make_context(tls: ClientTLS) -> ssl.SSLContext:
             ctx.load_verify_locations(cafile=str(tls.ca))
         except (OSError, ssl.SSLError) as exc:
             raise HTTPCheckError(
-                f"TLS: cannot load CA file {tls.ca}: {_reason(exc)}",
+                f"TLS: cannot load CA file {describe(tls.ca)}: {_reason(exc)}",
                 kind="tls-config",
                 hint="check that the file exists and holds a PEM certificate",
             ) from exc
@@ -148,7 +149,8 @@ def make_context(tls: ClientTLS) -> ssl.SSLContext:
             ctx.load_cert_chain(certfile=str(tls.cert), keyfile=str(tls.key))
         except (OSError, ssl.SSLError) as exc:
             raise HTTPCheckError(
-                f"TLS: cannot load client cert {tls.cert} / key {tls.key}: {_reason(exc)}",
+                f"TLS: cannot load client cert {describe(tls.cert)} / key {describe(tls.key)}: "
+                f"{_reason(exc)}",
                 kind="tls-config",
                 hint="check both files exist, are PEM, are readable and belong together",
             ) from exc
@@ -189,7 +191,7 @@ def request(
     except ssl.SSLCertVerificationError as exc:
         raise HTTPCheckError(
             f"TLS: the server certificate of {where} was not accepted "
-            f"({exc.verify_message}; trusted CA file {tls.ca if tls else None})",
+            f"({exc.verify_message}; trusted CA file {describe(tls.ca) if tls else None})",
             kind="tls-server",
             hint="the server's certificate must chain to that CA and carry the name/IP "
             f"{server_name or host} as a SAN",
@@ -202,9 +204,9 @@ def request(
             and any(a in reason.upper() for a in _CLIENT_CERT_ALERTS)
         ):
             raise HTTPCheckError(
-                f"TLS: {where} refused our client certificate {tls.cert} ({reason})",
+                f"TLS: {where} refused our client certificate {describe(tls.cert)} ({reason})",
                 kind="tls-client",
-                hint=f"the client certificate {tls.cert} must be signed by the CA the "
+                hint=f"the client certificate {describe(tls.cert)} must be signed by the CA the "
                 "server trusts and be valid now",
             ) from exc
         raise HTTPCheckError(

@@ -1,16 +1,13 @@
 """One run of the tool against one inventory: lazily loaded PKI, plans, connections, tunnels.
 
 Phases share this object (kubeadm's ``InitData`` idea): each asks for what it needs and
-the first asker pays for it. ``close()`` releases tunnels, connections and the private
-directory holding client credentials.
+the first asker pays for it. ``close()`` releases tunnels, connections and the in-memory
+client credentials.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +18,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 from bootstrap.console import Console
 from bootstrap.inventory.model import Inventory, Master
-from bootstrap.model import FileSpec, RemoteHost
+from bootstrap.model import RemoteHost
 
 if TYPE_CHECKING:
     from bootstrap.join import EtcdLayout
+    from bootstrap.memfile import MemoryFiles
     from bootstrap.pki import ClusterPKI
     from bootstrap.plan import MasterPlan
     from bootstrap.push import FileChange
@@ -62,7 +60,7 @@ class Session:
     _tunnels: dict[tuple[str, int], int] = field(default_factory=dict)
     _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _creds_root: Path | None = None
+    _memory: MemoryFiles | None = None
     # Masters of the inventory that are not etcd members yet: the init phases leave them
     # out (``masters``) and the join phase adds them one at a time (bootstrap.join).
     pending_joins: set[str] = field(default_factory=set)
@@ -218,25 +216,26 @@ class Session:
                 self._tunnels[(name, remote_port)] = port
         return port
 
-    def credentials(self, name: str) -> Path:
-        """A private local copy (0700/0600) of the master's client credentials, so we talk
-        to its etcd and apiserver with exactly the files its own components use."""
-        if self._creds_root is None:
-            # Inside the state dir (0700, already holding these keys), never in /tmp:
-            # a killed run must not leave key copies where other users look.
-            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._creds_root = Path(tempfile.mkdtemp(prefix=".creds-", dir=self.state_dir))
-        target = self._creds_root / name
-        if not target.exists():
-            files: dict[str, FileSpec] = dict(self.pki.host_files(name))
-            files.update(self.pki.kubeconfig_files(name))
-            for spec in files.values():
-                local = target / spec.path.lstrip("/")
-                local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(spec.content)
-        return target
+    def credential(self, name: str, path: str) -> Path:
+        """A path holding the master's file ``path`` (a cert, key or kubeconfig of its
+        desired tree), so we talk to its etcd and apiserver with exactly the files its own
+        components use. The content lives in an anonymous memory file (bootstrap.memfile):
+        no copy of a key is ever written to disk, and only the files asked for exist."""
+        files = self.pki.host_files(name)
+        spec = files.get(path) or self.pki.kubeconfig_files(name).get(path)
+        if spec is None:
+            raise KeyError(f"{name} has no file {path} in its desired tree")
+        return self.memory_file(f"{name}:{path}", spec.content)
+
+    def memory_file(self, label: str, content: bytes) -> Path:
+        """A path with ``content`` that exists only in this process (see credential)."""
+        from bootstrap.memfile import MemoryFiles
+
+        with self._lock:
+            if self._memory is None:
+                self._memory = MemoryFiles(self.state_dir)
+            memory = self._memory
+        return memory.path(label, content)
 
     def close(self) -> None:
         self._exit.close()
@@ -244,5 +243,5 @@ class Session:
             for host in self._hosts.values():
                 with contextlib.suppress(Exception):
                     host.close()
-        if self._creds_root is not None:
-            shutil.rmtree(self._creds_root, ignore_errors=True)
+        if self._memory is not None:
+            self._memory.close()
