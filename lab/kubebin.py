@@ -247,36 +247,53 @@ def build_module(module: Module, log: Log) -> Path:
     return out
 
 
+def image_refs(module: Module, program: str) -> list[str]:
+    """The image names (under registry.k8s.io) a rendered manifest uses for ``program``."""
+    if module.name == "kubernetes" and program in KUBE_IMAGES:
+        return [f"registry.k8s.io/{program}:{module.version}"]
+    if module.name == "etcd" and program == "etcd":
+        return [f"registry.k8s.io/etcd:{module.version.lstrip('v')}-0"]
+    return []
+
+
+KUBE_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
 def ensure_bins(
-    kubernetes: str = DEFAULT_KUBERNETES, etcd: str = DEFAULT_ETCD, log: Log = print
+    kubernetes: str = DEFAULT_KUBERNETES,
+    etcd: str = DEFAULT_ETCD,
+    log: Log = print,
+    extra_kubernetes: tuple[str, ...] = (),
+    extra_etcd: tuple[str, ...] = (),
 ) -> Path:
-    """A bin dir holding etcd, etcdctl, etcdutl and the Kubernetes programs of the given
-    versions (links into the build cache), built where missing."""
-    _check_version("kubernetes", kubernetes)
-    _check_version("etcd", etcd)
-    builds = [build_module(Module("kubernetes", kubernetes), log),
-              build_module(Module("etcd", etcd), log)]
-    combined = cache_root() / "bin" / f"kubernetes-{kubernetes}_etcd-{etcd}"
-    combined.mkdir(parents=True, exist_ok=True)
-    for build in builds:
-        for binary in sorted(p for p in build.iterdir() if not p.name.startswith(".")):
-            link = combined / binary.name
-            if link.is_symlink() and link.resolve() == binary.resolve():
-                continue
-            tmp = combined / f".{binary.name}.tmp"
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(binary)
-            tmp.replace(link)
+    """The lab's bin dir, built where missing: etcd, etcdctl, etcdutl and the Kubernetes
+    programs of the given versions (links into the build cache), plus ``images/``, the
+    node's "image store": one entry per image reference of every version given, so a
+    manifest naming another version or repository is ImageUnavailable, as on a real node
+    (lab/runner/admission.py). ``extra_*``: further versions a test moves to (upgrades)."""
+    wanted = [Module("kubernetes", kubernetes), Module("etcd", etcd)]
+    wanted += [Module("kubernetes", v) for v in extra_kubernetes if v != kubernetes]
+    wanted += [Module("etcd", v) for v in extra_etcd if v != etcd]
+    for module in wanted:
+        _check_version(module.name, module.version)
+    builds = [(module, build_module(module, log)) for module in wanted]
+    name = "_".join(f"{m.name}-{m.version}" for m in wanted)
+    combined = cache_root() / "bin" / name
+    for index, (module, build) in enumerate(builds):
+        for program in module.programs:
+            if index < 2:  # the default versions: plain names (etcdctl, kubectl, ...)
+                _link(combined / program, build / program)
+            for ref in image_refs(module, program):
+                repo, tag = ref.rsplit(":", 1)
+                _link(combined / "images" / repo / tag, build / program)
     return combined
 
 
-def cached_bins(kubernetes: str = DEFAULT_KUBERNETES, etcd: str = DEFAULT_ETCD) -> Path | None:
-    """The composed bin dir if both builds are complete, without building anything."""
-    try:
-        modules = [Module("kubernetes", kubernetes), Module("etcd", etcd)]
-        if not all((cache_root() / "build" / m.key() / COMPLETE).is_file() for m in modules):
-            return None
-    except OSError:
-        return None
-    combined = cache_root() / "bin" / f"kubernetes-{kubernetes}_etcd-{etcd}"
-    return combined if (combined / "etcd").exists() else None
+def _link(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return
+    tmp = link.parent / f".{link.name}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    tmp.replace(link)

@@ -148,6 +148,21 @@ def test_image_to_binary(tmp_path: Path) -> None:
     assert binary_for_image("registry.k8s.io/kube-apiserver:v1.34.1", str(tmp_path)) is None
 
 
+def test_image_store_resolves_exact_references_only(tmp_path: Path) -> None:
+    # The lab's own builds come with images/<repository>/<tag>: another version or another
+    # imageRepository is unavailable, as an image pull would fail on a real node.
+    store = tmp_path / "images/registry.k8s.io/etcd"
+    store.mkdir(parents=True)
+    (store / "3.5.1-0").symlink_to(ETCD_BIN)
+    (tmp_path / "etcd").symlink_to(ETCD_BIN)  # a plain name is not consulted then
+    assert binary_for_image("registry.k8s.io/etcd:3.5.1-0", str(tmp_path)) == str(
+        store / "3.5.1-0")
+    assert binary_for_image("registry.k8s.io/etcd:3.6.16-0", str(tmp_path)) is None
+    assert binary_for_image("example.org/mirror/etcd:3.5.1-0", str(tmp_path)) is None
+    assert binary_for_image("etcd", str(tmp_path)) is None  # :latest was never built
+    assert binary_for_image("registry.k8s.io/../etcd:3.5.1-0", str(tmp_path)) is None
+
+
 # -- the runner as a process ----------------------------------------------------------------
 
 

@@ -129,12 +129,24 @@ def admit(pod: dict[str, Any]) -> None:
 
 
 def binary_for_image(image: str, bin_dir: str) -> str | None:
-    """`registry.k8s.io/etcd:3.5.1-0` -> `<bin_dir>/etcd` if it is an executable file."""
-    last = image.rsplit("/", 1)[-1]
-    name = last.split("@", 1)[0].split(":", 1)[0]
-    if not name:
+    """The program an image stands for, or None (the pod is then ImageUnavailable).
+
+    With an ``images/`` tree in the bin dir (the lab's own builds: lab/kubebin.py), the
+    image's full reference must be there: ``registry.k8s.io/etcd:3.6.16-0`` ->
+    ``<bin_dir>/images/registry.k8s.io/etcd/3.6.16-0``, so a version or imageRepository
+    the node does not have fails like an image pull on a real node. A plain bin dir
+    (someone's release binaries, versions unknown) maps by program name only:
+    ``<bin_dir>/etcd``.
+    """
+    reference = image.split("@", 1)[0]
+    repo, _, tag = reference.rpartition(":")
+    if not repo or "/" in tag:  # no tag (or a registry port, not a tag)
+        repo, tag = reference, "latest"
+    name = repo.rsplit("/", 1)[-1]
+    if not name or ".." in repo.split("/") or tag == "..":
         return None
-    path = os.path.join(bin_dir, name)
+    images = os.path.join(bin_dir, "images")
+    path = os.path.join(images, repo, tag) if os.path.isdir(images) else os.path.join(bin_dir, name)
     if os.path.isfile(path) and os.access(path, os.X_OK):
         return path
     return None
