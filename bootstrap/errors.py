@@ -8,6 +8,30 @@ from the package.
 
 from __future__ import annotations
 
+# A value echoed in a message is cut to this many characters: what the user gave can be
+# megabytes long (a pasted file as clusterName, a fuzzer) and a message must stay readable.
+ECHO_LIMIT = 80
+# An inventory with thousands of problems lists the first ones; the rest are counted.
+MAX_LISTED_PROBLEMS = 50
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A user-given value quoted for a message (repr), cut to ``limit`` characters.
+
+    The one helper every message that repeats user input goes through."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    quoted = repr(text[:limit])
+    return f"{quoted[:-1]}...{quoted[-1]} ({len(text)} characters)"
+
 
 class BootstrapError(Exception):
     """Base of every error the tool reports to the user (never shown as a traceback)."""
@@ -46,7 +70,11 @@ class InventoryError(InputError):
     def __str__(self) -> str:
         if not self.problems:
             return self.message
-        return self.message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        shown = self.problems[:MAX_LISTED_PROBLEMS]
+        lines = [self.message, *(f"  - {p}" for p in shown)]
+        if len(self.problems) > len(shown):
+            lines.append(f"  ... and {len(self.problems) - len(shown)} more")
+        return "\n".join(lines)
 
 
 class StateError(InputError):

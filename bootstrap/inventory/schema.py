@@ -32,6 +32,7 @@ from .fields import (
     TIMEOUTS_KEYS,
     TOP_KEYS,
 )
+from .flags import managed_list
 from .model import API_PORT, DEFAULT_CA_CERT_DIRS, KEY_ALGORITHMS, JumpHost, SSHSettings, Timeouts
 from .versions import SUPPORTED_ETCD_MINORS, SUPPORTED_KUBERNETES_MINORS
 
@@ -173,12 +174,13 @@ def json_schema() -> Schema:
                     "type": "string",
                     "description": (
                         f"Kubernetes version, v{first[0]}.{first[1]} to v{last[0]}.{last[1]} "
-                        "(e.g. v1.34.1)."
+                        "(e.g. v1.34.1; pre-releases -alpha.N, -beta.N, -rc.N). It is the "
+                        "control-plane images' tag, so no build metadata (+...)."
                     ),
                     "pattern": _version_pattern(
                         kube_major,
                         [minor for _, minor in SUPPORTED_KUBERNETES_MINORS],
-                        r"(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?",
+                        r"(-(alpha|beta|rc)\.(0|[1-9][0-9]*))?",
                     ),
                 },
                 "etcdVersion": {
@@ -240,12 +242,13 @@ def json_schema() -> Schema:
                             },
                             "caValidity": {
                                 **_ref("duration"),
-                                "description": "Lifetime of the CAs.",
+                                "description": "Lifetime of the CAs (1h to 100 years).",
                                 "default": DEFAULT_CA_VALIDITY,
                             },
                             "certValidity": {
                                 **_ref("duration"),
-                                "description": "Lifetime of leaf and kubeconfig client certs.",
+                                "description": "Lifetime of leaf and kubeconfig client certs "
+                                "(1h to 10 years).",
                                 "default": DEFAULT_CERT_VALIDITY,
                             },
                             "apiServerExtraSANs": {
@@ -282,9 +285,16 @@ def json_schema() -> Schema:
                 "extraArgs": _nullable(
                     _object(
                         COMPONENTS,
-                        {component: _ref("flags") for component in COMPONENTS},
+                        {
+                            component: {
+                                **_ref("flags"),
+                                "description": "Flags bootstrap manages are refused: "
+                                + managed_list(component),
+                            }
+                            for component in COMPONENTS
+                        },
                         description="Extra flags per component, merged over the defaults "
-                        "(same name wins).",
+                        "(same name wins). Flags bootstrap computes and relies on are refused.",
                     )
                 ),
                 "timeouts": _nullable(

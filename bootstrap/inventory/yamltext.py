@@ -14,6 +14,13 @@ from yaml.nodes import Node
 
 from ..errors import InventoryError
 
+# libyaml's parser when PyYAML has it: it composes the same nodes with the same marks,
+# about ten times faster (a 1 MiB inventory: 0.6 s instead of 6 s). Its error messages
+# say less (no alias name, no character code), so text it refuses is parsed again by the
+# pure-Python parser for the message, up to this size; above it libyaml's message stands.
+_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_REPARSE_LIMIT = 256 * 1024
+
 HINT = "compare with inventory.example.yaml; `bootstrap inventory schema` prints the format"
 
 
@@ -30,8 +37,17 @@ def decode(data: bytes, source: Path | None) -> str:
 
 
 def compose(text: str, source: Path | None) -> Node | None:
+    loader = yaml.SafeLoader
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.compose(text, Loader=_FAST_LOADER)
+        except (yaml.YAMLError, UnicodeError, RecursionError):
+            if len(text) > _REPARSE_LIMIT:
+                loader = _FAST_LOADER
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=loader)
+    except UnicodeError:  # libyaml meets a lone surrogate (text not read from a file)
+        problem = "not UTF-8 text (a lone surrogate character)"
     except yaml.MarkedYAMLError as exc:
         problem = _syntax_problem(exc)
     except yaml.reader.ReaderError as exc:
