@@ -1,11 +1,12 @@
 """`bootstrap init` on the namespace lab against the floor, the re-run cost, scaling, RSS.
 
-One run = a fresh lab (`lab up`, ~0.3 s; torn down after): timed `init --components etcd`
-(whole process, with /usr/bin/time's peak RSS and the per-phase summary line), a
-zero-change re-run next to three parallel bare SSH sessions, then the floor: the etcd
-manifests are parked, /var/lib/etcd wiped, and the same three etcd command lines (read
-back from the rendered manifests, same certs and flags) are started directly inside the
-hosts, first member 50 ms ahead (the fast path, floor.md §1) and all together.
+One run = a fresh lab (`lab up`, ~0.3 s; torn down after) with the real control plane
+(etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from their Go
+modules): timed `init` (whole process, with /usr/bin/time's peak RSS and the per-phase
+summary line), `verify` alone, a zero-change re-run next to three parallel bare SSH
+sessions, then the floor (bench/floor.py): the manifests are parked, /var/lib/etcd wiped,
+and the same twelve command lines are started directly inside the hosts, phased and all
+together, in alternating order.
 
     python -m bench.init [--runs N] [--scaling-runs N]
 """
@@ -14,29 +15,33 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
+from bench import floor as floors
 from bench import labctl
 from bench.stats import Report, bound_claim, markdown, ratio_claim
 
 PHASES = ("preflight", "certs", "kubeconfig", "etcd", "control-plane", "verify")
-STAGGER = 0.05
 
 
 def bench_init(report: Report, runs: int = 5) -> None:
-    init = report.new("init.3", "`bootstrap init --components etcd`, 3 masters, fresh lab")
+    init = report.new("init.3", "`bootstrap init`, 3 masters, full control plane, fresh lab")
     push = report.new(
         "init.push_to_quorum", "init: first etcd manifest pushed → quorum seen (from its output)"
     )
     phases = {p: report.new(f"init.phase.{p}", f"init phase `{p}`") for p in PHASES}
     rss = report.new("init.rss", "peak RSS of `bootstrap init` (3 masters)", unit="MiB")
-    floor = report.new(
-        "floor.stagger", "floor: 3 etcd started directly, first 50 ms ahead → all /health true"
+    phased = report.new(
+        "floor.phased",
+        "floor: the 12 command lines started directly, phased (etcd, first 50 ms ahead → "
+        "apiservers → controller-manager + scheduler) → every /livez etcd ok, both Leases held",
     )
-    floor_together = report.new(
-        "floor.together", "floor: 3 etcd started directly, together → all /health true"
+    together = report.new(
+        "floor.together", "floor: the 12 command lines started together (first etcd 50 ms ahead)"
     )
-    rerun = report.new("rerun.3", "zero-change re-run of `init`, 3 converged masters")
+    rerun = report.new("rerun.3", "zero-change re-run of `init` (full verify), 3 masters")
+    verify = report.new("verify.3", "`bootstrap verify`, 3 masters, all four components")
     ssh = report.new("ssh.true", "baseline: 3 parallel `ssh HOST true` (ssh binary)")
     para = report.new("ssh.paramiko", "baseline: 3 parallel paramiko connect + `true`")
 
@@ -58,41 +63,43 @@ def bench_init(report: Report, runs: int = 5) -> None:
             if "0 changed" not in again.output:
                 raise RuntimeError(f"the re-run changed something:\n{again.output[-3000:]}")
             rerun.add(again.seconds)
+            verify.add(labctl.run_verify(inventory, state))
             ssh.add(labctl.ssh_true_parallel(info))
             para.add(labctl.paramiko_true_parallel(info))
 
             hosts = [h.name for h in info.hosts]  # type: ignore[attr-defined]
-            commands = {h: labctl.etcd_command(h) for h in hosts}
-            labctl.stop_pods(hosts)
-            order = [(floor, STAGGER), (floor_together, 0.0)]
-            for series, ahead in order if i % 2 == 0 else order[::-1]:
-                labctl.wipe_data(hosts)
-                series.add(labctl.floor_run(commands, ahead))
+            addresses = {h.name: h.address for h in info.hosts}  # type: ignore[attr-defined]
+            commands = {h: floors.command_lines(h) for h in hosts}
+            floors.park_manifests(hosts)
+            order = [(phased, True), (together, False)]
+            for series, is_phased in order if i % 2 == 0 else order[::-1]:
+                floors.wipe_etcd(hosts)
+                series.add(
+                    floors.floor_run(commands, addresses, state / "super-admin.conf", is_phased)
+                )
+                time.sleep(1.0)  # the stopped processes' ports are free again
         print(
             f"  init run {i + 1}/{runs}: init {first.seconds:.2f}s, re-run {again.seconds:.2f}s,"
-            f" floor {floor.samples[-1]:.2f}s / {floor_together.samples[-1]:.2f}s",
+            f" verify {verify.samples[-1]:.2f}s, floor phased {phased.samples[-1]:.2f}s /"
+            f" together {together.samples[-1]:.2f}s",
             flush=True,
         )
 
     report.claims += [
+        ratio_claim("init.vs.floor", "init (3 masters) / floor (phased)", init, phased, 1.0),
         ratio_claim(
-            "init.vs.floor", "init (3 masters, etcd) / floor (50 ms stagger)", init, floor, 1.25
-        ),
-        ratio_claim(
-            "init.vs.floor.together",
-            "init (3 masters, etcd) / floor (together)",
-            init,
-            floor_together,
-            1.25,
+            "init.vs.floor.together", "init (3 masters) / floor (all together)", init, together,
+            1.0,
         ),
         bound_claim("rerun.abs", "zero-change re-run", rerun, 1.5),
         ratio_claim("rerun.vs.ssh", "zero-change re-run / 3 parallel `ssh true`", rerun, ssh, 3.0),
+        bound_claim("verify.abs", "`verify`, 3 masters", verify, 0.5),
     ]
 
 
 def bench_scaling(report: Report, runs: int = 3, sizes: tuple[int, ...] = (3, 5, 7)) -> None:
     series = {
-        n: report.new(f"scaling.{n}", f"`bootstrap init --components etcd`, {n} masters")
+        n: report.new(f"scaling.{n}", f"`bootstrap init`, {n} masters, full control plane")
         for n in sizes
     }
     rss = {

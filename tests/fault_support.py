@@ -140,6 +140,10 @@ def host_sh(host: str, script: str, timeout: float = 60) -> str:
 
 
 Tree = dict[str, tuple[str, str]]  # path -> (kind + mode + owner, sha256 or "")
+# etcd's own files (db, WAL segments and their preallocated .tmp files, snapshots): a
+# running member rewrites them all the time once an apiserver uses it (leases, events), so
+# "nothing written" covers the data dir and member/ themselves, not what etcd keeps inside.
+ETCD_OWN = "/var/lib/etcd/member/"
 
 
 def host_tree(host: str, roots: Sequence[str] = WATCHED) -> Tree:
@@ -159,6 +163,8 @@ def host_tree(host: str, roots: Sequence[str] = WATCHED) -> Tree:
     tree: Tree = {}
     for line in meta.splitlines():
         kind, mode, owner, path = line.split(" ", 3)
+        if path.startswith(ETCD_OWN):
+            continue
         tree[path] = (f"{kind} {mode} {owner}", digest.get(path, ""))
     return tree
 

@@ -215,7 +215,7 @@ spec:
   hostNetwork: true
   containers:
   - name: etcd
-    image: registry.k8s.io/etcd:3.5.1-0
+    image: registry.k8s.io/etcd:{etcd_version}-0
     command: [etcd, --name=solo, --data-dir=/var/lib/etcd/solo,
               --listen-client-urls=http://127.0.0.1:2379,
               --advertise-client-urls=http://127.0.0.1:2379,
@@ -244,7 +244,7 @@ def test_runner_in_a_host_runs_real_etcd_from_the_bin_dir(lab: LabInfo) -> None:
     if not lab.runner:
         pytest.skip("lab/runner is missing: hosts run without the lab kubelet")
     wrote = api.exec_in("m3", ["sh", "-c", "cat > /etc/kubernetes/manifests/etcd-probe.yaml"],
-                        input=ETCD_POD.encode())
+                        input=ETCD_POD.replace("{etcd_version}", lab.etcd_version).encode())
     assert wrote.returncode == 0, wrote.stderr
     running = _wait_pod("m3", "kube-system/etcd-probe",
                         lambda p: p.get("phase") == "Running" and bool(p.get("pid")))
@@ -290,7 +290,10 @@ def test_down_leaves_nothing(lab: LabInfo) -> None:
     assert "bslab-" not in ip_netns.stdout
     routes = subprocess.run(["ip", "route", "show"], capture_output=True, text=True).stdout
     assert "10.213.0." not in routes
-    assert str(STATE) not in Path("/proc/self/mountinfo").read_text()
+    # Mount points of this instance only (another LAB_INSTANCE may be up beside it).
+    mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+    mount_points = [line.split()[4] for line in mountinfo]
+    assert not [m for m in mount_points if m == str(STATE) or m.startswith(f"{STATE}/")]
     assert not [p for p in lab_pids if p and procs.alive(p)]
     assert not any(
         cmd[:2] == ["sleep", "987654"]
