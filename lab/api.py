@@ -118,11 +118,17 @@ def up(
     log: Log = _quiet,
     kubernetes: str = kubebin.DEFAULT_KUBERNETES,
     etcd: str = kubebin.DEFAULT_ETCD,
+    extra_kubernetes: tuple[str, ...] = (),
+    extra_etcd: tuple[str, ...] = (),
 ) -> LabInfo:
+    """``kubernetes``/``etcd``: the versions the lab's inventory names (built if missing);
+    ``extra_*``: further versions whose images the nodes also get (an upgrade's target)."""
     require_root()
     lab = plan(masters, subnet)
     # Before any namespace exists: a cold build takes minutes and may fail on its own.
-    bins = inventory.prepare_bin_dir(Path(bin_dir) if bin_dir else None, kubernetes, etcd, log)
+    bins = inventory.prepare_bin_dir(
+        Path(bin_dir) if bin_dir else None, kubernetes, etcd, log, extra_kubernetes, extra_etcd
+    )
     started = time.monotonic()
     with record.locked():
         present = lab_exists(record.load())

