@@ -371,12 +371,12 @@ def copy_state(state: Path, target: Path) -> Path:
 def converge(inventory: Path, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """init until converged: the run succeeds, and a second run changes nothing."""
     first = bootstrap(
-        "init", "-i", str(inventory), "--state-dir", str(state), "--components", "etcd", *extra
+        "init", "-i", str(inventory), "--state-dir", str(state), *extra
     )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert_no_traceback(first)
     second = bootstrap(
-        "init", "-i", str(inventory), "--state-dir", str(state), "--components", "etcd", *extra
+        "init", "-i", str(inventory), "--state-dir", str(state), *extra
     )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "init: 0 changed" in second.stdout, second.stdout[-3000:]

@@ -59,7 +59,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def init_args(info: LabInfo, state: Path, *extra: str, inventory: Path | None = None) -> list[str]:
     inv = inventory or info.inventory
-    return ["init", "-i", str(inv), "--state-dir", str(state), "--components", "etcd", *extra]
+    return ["init", "-i", str(inv), "--state-dir", str(state), *extra]
 
 
 def all_leftovers(info: LabInfo) -> dict[str, list[str]]:
@@ -338,7 +338,7 @@ def test_etcd_member_crash_during_init(lab: LabInfo, state: Path) -> None:  # no
     assert etcd["restartCount"] >= 1  # the runner restarted the member, not the tool
     converge(lab.inventory, state)
     verify = bootstrap(
-        "verify", "-i", str(lab.inventory), "--state-dir", str(state), "--components", "etcd"
+        "verify", "-i", str(lab.inventory), "--state-dir", str(state)
     )
     assert verify.returncode == 0, verify.stdout
 
@@ -370,7 +370,7 @@ def test_stray_files_in_manifests_dir_left_alone(lab: LabInfo, state: Path) -> N
             assert api.read_host_file(h.name, path) == content, (h.name, path)
         assert pods(h.name)["etcd"]["phase"] == "Running"
     verify = bootstrap(
-        "verify", "-i", str(lab.inventory), "--state-dir", str(state), "--components", "etcd"
+        "verify", "-i", str(lab.inventory), "--state-dir", str(state)
     )
     assert verify.returncode == 0, verify.stdout
     for h in lab.hosts:

@@ -140,7 +140,7 @@ def get_as(host: str, url: str, token: str) -> int:
 def test_http_delivery_end_to_end(lab: LabInfo, server: Server, tmp_path: Path) -> None:  # noqa: F811
     inventory = Path(server.argv[server.argv.index("--inventory") + 1])
     state = Path(server.argv[server.argv.index("--state-dir") + 1])
-    common = ("--inventory", str(inventory), "--state-dir", str(state), "--components", "etcd")
+    common = ("--inventory", str(inventory), "--state-dir", str(state))
     http = ("--delivery", "http", "--serve-url", server.url)
     hosts = [h.name for h in lab.hosts]
 
@@ -160,10 +160,13 @@ def test_http_delivery_end_to_end(lab: LabInfo, server: Server, tmp_path: Path) 
         etcd = pod(host)
         assert etcd is not None and etcd["phase"] == "Running", (host, etcd)
         assert etcd["source"] == delivery.node_url(server.url, host), etcd["source"]
+        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            served = pod(host, name)  # the real control plane, from the URL source too
+            assert served is not None and served["phase"] == "Running", (host, name, served)
+            assert served["source"] == delivery.node_url(server.url, host), (host, name)
         assert manifests_on_host(host) == [], "manifests are served, not written"
         assert url_status(host)["lastStatusCode"] == 200
-    verify = bootstrap("verify", "--inventory", str(inventory), "--state-dir", str(state),
-                       "--components", "etcd")
+    verify = bootstrap("verify", "--inventory", str(inventory), "--state-dir", str(state))
     assert verify.returncode == 0, verify.stdout
 
     again = bootstrap("init", *common, *http)

@@ -135,12 +135,12 @@ def join_times(output: str) -> dict[str, float]:
 
 
 def test_grow_from_three_to_five_through_init(work: dict[str, Path]) -> None:
-    first = run(work, "init", "3", "--components", "etcd")
+    first = run(work, "init", "3")
     assert first.returncode == 0, first.stderr
     assert voter_names(members(work)) == ["m1", "m2", "m3"]
     before = {h: pods(h)["etcd"] for h in ("m1", "m2", "m3")}
 
-    grown = run(work, "init", "5", "--components", "etcd")
+    grown = run(work, "init", "5")
     assert grown.returncode == 0, grown.stderr
     times = join_times(grown.stderr)
     print(f"MEASURED join times (init, 3 -> 5): {times}")
@@ -164,9 +164,9 @@ def test_grow_from_three_to_five_through_init(work: dict[str, Path]) -> None:
     m1 = api.read_host_file("m1", "/etc/kubernetes/manifests/etcd.yaml").decode()
     assert "--initial-cluster-state" not in m1  # a new cluster's member (etcd's default)
 
-    check = run(work, "verify", "5", "--components", "etcd")
+    check = run(work, "verify", "5")
     assert check.returncode == 0, check.stdout
-    again = run(work, "init", "5", "--components", "etcd")
+    again = run(work, "init", "5")
     assert again.returncode == 0 and "init: 0 changed" in again.stdout
 
 
@@ -186,8 +186,6 @@ def test_join_killed_after_member_add_resumes_without_duplicate(work: dict[str, 
         str(work["5"]),
         "--state-dir",
         str(work["state"]),
-        "--components",
-        "etcd",
     ]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     seen = []
@@ -214,7 +212,7 @@ def test_join_killed_after_member_add_resumes_without_duplicate(work: dict[str, 
     status = run(work, "status", "5")
     assert "m5 is an etcd learner" in status.stdout
 
-    resumed = run(work, "add-master", "5", "m5", "--components", "etcd")
+    resumed = run(work, "add-master", "5", "m5")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     print(f"MEASURED join time (add-master, resumed): {join_times(resumed.stderr)}")
@@ -291,7 +289,7 @@ def test_stale_member_after_wiping_a_host_by_hand(work: dict[str, Path]) -> None
     )
     assert wiped.returncode == 0, wiped.stderr
     # the operator drops m3 from the inventory; etcd still has it
-    check = run(work, "verify", "2", "--components", "etcd")
+    check = run(work, "verify", "2")
     assert check.returncode == 1
     stale = [m for m in members(work) if m.name == "m3"]
     assert len(stale) == 1
@@ -301,14 +299,14 @@ def test_stale_member_after_wiping_a_host_by_hand(work: dict[str, Path]) -> None
     assert f"member remove {stale[0].hex_id}" in status.stdout
     assert "bootstrap remove-master m3" in status.stdout
     # and init refuses to add anything while it is there (m3 back in the inventory: down)
-    refused = run(work, "init", "3", "--components", "etcd")
+    refused = run(work, "init", "3")
     assert refused.returncode == 1
     assert "m3 is etcd member" in refused.stderr and "is empty" in refused.stderr
 
     removed = run(work, "remove-master", "2", "m3")
     assert removed.returncode == 0, removed.stderr
     assert voter_names(members(work)) == ["m1", "m2"]
-    assert run(work, "verify", "2", "--components", "etcd").returncode == 0
+    assert run(work, "verify", "2").returncode == 0
 
 
 def test_full_reset_cleans_every_host(work: dict[str, Path]) -> None:

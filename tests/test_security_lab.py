@@ -99,7 +99,7 @@ def test_sudo_path_full_init_root_owned_kubeadm_modes(
         host_sh(h.name, "rmdir /etc/kubernetes/manifests")
     inventory = inventory_copy(lab, tmp_path / "sudo.yaml", user="labadmin", sudo=True)
     proc = bootstrap(
-        "-v", "init", "-i", str(inventory), "--state-dir", str(state), "--components", "etcd"
+        "-v", "init", "-i", str(inventory), "--state-dir", str(state)
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert_no_traceback(proc)
@@ -121,7 +121,7 @@ def test_sudo_path_full_init_root_owned_kubeadm_modes(
         assert [e for e in leftovers if "bootstrap" in e] == [], leftovers
     assert leaked(proc.stdout + proc.stderr, secrets_of(state)) == []
     again = bootstrap(
-        "init", "-i", str(inventory), "--state-dir", str(state), "--components", "etcd"
+        "init", "-i", str(inventory), "--state-dir", str(state)
     )
     assert again.returncode == 0 and "init: 0 changed" in again.stdout, again.stderr
 
@@ -139,14 +139,14 @@ def test_no_private_key_material_in_outputs_or_logs(
     common = ["--state-dir", str(state)]
     pending = "rm -f /etc/kubernetes/pki/sa.key /etc/kubernetes/admin.conf"
     runs: list[tuple[list[str], str | None]] = [  # (argv, host script run before it)
-        (["-v", "init", "-i", inv, *common, "--components", "etcd"], None),
+        (["-v", "init", "-i", inv, *common], None),
         # A pending change on m1: plan shows it (secret files are never diffed), init
         # rewrites it with -v naming each file.
         (["-v", "plan", "-i", inv, *common], pending),
-        (["-v", "init", "-i", inv, *common, "--components", "etcd"], None),
+        (["-v", "init", "-i", inv, *common], None),
         (["-v", "init", "-i", inv, *common, "phase", "certs"], pending),
-        (["-v", "verify", "-i", inv, *common, "--components", "etcd"], None),
-        (["-v", "verify", "-i", inv, *common, "--components", "etcd", "-o", "json"], None),
+        (["-v", "verify", "-i", inv, *common], None),
+        (["-v", "verify", "-i", inv, *common, "-o", "json"], None),
         (["-v", "status", "-i", inv, *common], None),
         (["-v", "status", "-i", inv, *common, "-o", "json"], None),
         (["-v", "render", "-i", inv, *common, "--out", str(tmp_path / "out")], None),
@@ -195,7 +195,7 @@ def test_known_hosts_changed_only_with_accept_new(
 
     # Strict init refuses too, before any write.
     refused = bootstrap(
-        "init", "-i", str(inventory), "--state-dir", str(state), "--components", "etcd"
+        "init", "-i", str(inventory), "--state-dir", str(state)
     )
     assert refused.returncode == 1 and known.read_bytes() == before
 
