@@ -302,6 +302,18 @@ def _tally(results: dict[str, tuple[bool, str]], what: str) -> tuple[bool, str, 
     return not failing, text, failing
 
 
+# What a component that is still starting looks like through an SSH tunnel: nothing
+# listens yet (the tunnel then resets the connection) or it does not answer yet. Progress
+# lines say so in those words; the local tunnel port and the TLS details of such a
+# connection mean nothing to the operator. Any other failure is shown as it is.
+_STARTING = {"refused": "not answering yet", "connection": "not answering yet",
+             "timeout": "no answer yet"}
+
+
+def _waiting_reason(exc: HTTPCheckError) -> str:
+    return _STARTING.get(exc.kind, exc.message)
+
+
 def _https_status(
     session: Session, name: str, port: int, path: str, tls: ClientTLS
 ) -> tuple[bool, str]:
@@ -311,7 +323,7 @@ def _https_status(
             "127.0.0.1", local, path, tls=tls, timeout=PROBE_TIMEOUT, server_name="127.0.0.1"
         )
     except HTTPCheckError as exc:
-        return False, exc.message
+        return False, _waiting_reason(exc)
     except BootstrapError as exc:
         return False, exc.message.splitlines()[0]
     return result.status == 200, result.summary(80)
@@ -327,7 +339,7 @@ def _apiserver_live(session: Session, name: str, tls: ClientTLS) -> tuple[bool, 
             server_name="127.0.0.1",
         )
     except HTTPCheckError as exc:
-        return False, exc.message
+        return False, _waiting_reason(exc)
     except BootstrapError as exc:
         return False, exc.message.splitlines()[0]
     etcd_ok, said = verbose_check(result, "etcd")
