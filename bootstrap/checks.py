@@ -33,6 +33,7 @@ from bootstrap.inventory.model import (
     ETCD_METRICS_PORT,
     SCHEDULER_PORT,
     Master,
+    url_host,
 )
 from bootstrap.session import Session
 
@@ -237,12 +238,17 @@ def wait_for_new_instance(session: Session, name: str, component: str, before: s
 def etcd_statuses(session: Session) -> dict[str, Status | str]:
     """Status of every master's local member through its tunnel, or the error text."""
     from bootstrap.etcd import EtcdClient
+    from bootstrap.etcdview import member_label
 
     def one(master: Master, _host: object) -> Status | str:
         try:
             port = session.tunnel(master.name, ETCD_CLIENT_PORT)
             with EtcdClient(
-                "127.0.0.1", port, etcd_tls(session, master.name), timeout=PROBE_TIMEOUT
+                "127.0.0.1",
+                port,
+                etcd_tls(session, master.name),
+                timeout=PROBE_TIMEOUT,
+                label=member_label(session, master.name),
             ) as client:
                 return client.status()
         except BootstrapError as exc:

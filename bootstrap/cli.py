@@ -144,9 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("status", help="pods, etcd roles and certificate expiry per master")
+    p = sub.add_parser(
+        "status",
+        help="pods, etcd roles and certificate expiry per master (exit 1 when anything is wrong)",
+    )
     add_inventory_args(p)
     add_ssh_args(p)
+    add_component_args(p)
     p.add_argument("--output", "-o", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_status)
 
@@ -230,10 +234,13 @@ def cmd_inventory_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from bootstrap import guard
     from bootstrap.planview import show_plan
 
     session = make_session(args)
     try:
+        # The same refusals as init, before a PKI is generated into an empty state dir.
+        guard.check(session, "init")
         if session.options.delivery == "http":
             from bootstrap.delivery import show_plan_http
 
@@ -244,7 +251,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace, only: str | None) -> int:
+    from bootstrap import guard
     from bootstrap.join import begin_init
+    from bootstrap.locks import exclusive
     from bootstrap.phases import find, run_phases, select
     from bootstrap.rollout import INIT_PHASES
 
@@ -257,11 +266,15 @@ def _init(args: argparse.Namespace, only: str | None) -> int:
             phases = list(INIT_PHASES)
             skip = args.skip_phases
         select(phases, skip)  # a bad --skip-phases is exit 2 before any host is asked
-        # Inconsistent local state (a truncated key, a cert from another CA) is refused
-        # before any host is contacted.
-        session.pki  # noqa: B018
-        begin_init(session)  # new masters in the inventory: check the cluster, join them later
-        run_phases(session, phases, skip)
+        with exclusive(session, "init" + (f" phase {only}" if only else "")):
+            # The hosts' CA and versions first: a wrong state dir or an edited version is
+            # refused before a PKI is generated and before anything is written.
+            guard.check(session, "init")
+            # Inconsistent local state (a truncated key, a cert from another CA) is
+            # refused before any write.
+            session.pki  # noqa: B018
+            begin_init(session)  # new masters: check the cluster, join them later
+            run_phases(session, phases, skip)
         written = session.written()
         total = sum(len(v) for v in written.values())
         hosts = sorted(k for k, v in written.items() if v)
@@ -283,10 +296,11 @@ def cmd_init_phase(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from bootstrap import checks
+    from bootstrap import checks, guard
 
     session = make_session(args)
     try:
+        guard.check(session, "verify", versions=False)  # wrong state dir: say so first
         report = checks.verify(session)
         if args.output == "json":
             session.console.out(json.dumps(report.to_json(), indent=2, sort_keys=True))
@@ -298,11 +312,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from bootstrap import guard
     from bootstrap.statusview import show_status
 
     session = make_session(args)
     try:
-        return show_status(session, output=args.output)
+        session.connect_reachable()  # a dead master is a row of the table, not an abort
+        guard.check(session, "status", versions=False)  # wrong state dir: say so first
+        return show_status(session, output=args.output, components=args.components)
     finally:
         session.close()
 

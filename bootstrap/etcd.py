@@ -494,14 +494,16 @@ class _GatewayRejected(_RpcRejected):
     pass
 
 
-def probe_health(host: str, port: int, path: str, timeout: float) -> tuple[bool, str]:
+def probe_health(
+    host: str, port: int, path: str, timeout: float, label: str | None = None
+) -> tuple[bool, str]:
     """Plain-HTTP GET on the member's metrics port (2381), as the kubelet's probes do.
 
     /health answers JSON {"health":"true"}; /readyz and /livez answer "ok". Healthy means
     HTTP 200 and that body.
     """
     try:
-        result = httpcheck.request(host, port, path, tls=None, timeout=timeout)
+        result = httpcheck.request(host, port, path, tls=None, timeout=timeout, label=label)
     except httpcheck.HTTPCheckError as exc:
         return False, exc.message
     if result.status != 200:

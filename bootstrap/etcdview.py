@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bootstrap.errors import BootstrapError, OperationError
 from bootstrap.etcd import EtcdClient, Member, Status, TLSFiles
-from bootstrap.inventory.model import ETCD_CLIENT_PORT, Master
+from bootstrap.inventory.model import ETCD_CLIENT_PORT, Master, url_host
 from bootstrap.session import Session
 
 PROBE_TIMEOUT = 3.0
@@ -29,13 +29,24 @@ def healthcheck_tls(session: Session, name: str) -> TLSFiles:
     )
 
 
+def member_label(session: Session, name: str) -> str:
+    """How messages name a master's etcd: its name and real address, not the tunnel's."""
+    try:
+        address = url_host(session.inventory.master(name).address)
+    except KeyError:
+        return name
+    return f"{name} ({address}:{ETCD_CLIENT_PORT})"
+
+
 @contextlib.contextmanager
 def etcd_client(
     session: Session, name: str, timeout: float = PROBE_TIMEOUT
 ) -> Iterator[EtcdClient]:
     """A client for ``name``'s local member through its tunnel."""
     port = session.tunnel(name, ETCD_CLIENT_PORT)
-    with EtcdClient("127.0.0.1", port, healthcheck_tls(session, name), timeout=timeout) as client:
+    tls = healthcheck_tls(session, name)
+    label = member_label(session, name)
+    with EtcdClient("127.0.0.1", port, tls, timeout=timeout, label=label) as client:
         yield client
 
 
@@ -45,6 +56,7 @@ class ClusterView:
     source: str | None  # the master that answered it
     statuses: dict[str, Status | str] = field(default_factory=dict)  # master -> Status or why not
     pods: dict[str, str] = field(default_factory=dict)  # master -> its etcd pod, as the node says
+    errors: dict[str, BootstrapError] = field(default_factory=dict)  # why not, as raised
 
     @property
     def exists(self) -> bool:
@@ -79,16 +91,18 @@ def probe_cluster(session: Session, masters: Sequence[Master] | None = None) -> 
     hosts = session.hosts
     chosen = [m for m in (masters or session.inventory.masters) if m.name in hosts]
 
-    def one(master: Master, _host: object) -> tuple[Status | str, list[Member] | None, str]:
+    Result = tuple[Status | BootstrapError, list[Member] | None, str]
+
+    def one(master: Master, _host: object) -> Result:
         members: list[Member] | None = None
-        status: Status | str
+        status: Status | BootstrapError
         try:
             with etcd_client(session, master.name) as client:
                 status = client.status()
                 with contextlib.suppress(BootstrapError):
                     members = client.members()
         except BootstrapError as exc:
-            status = exc.message.splitlines()[0]
+            status = exc
         pod = ""
         if not isinstance(status, Status):
             with contextlib.suppress(BootstrapError):
@@ -99,7 +113,11 @@ def probe_cluster(session: Session, masters: Sequence[Master] | None = None) -> 
     view = ClusterView(members=None, source=None)
     for master in chosen:
         status, members, pod = results[master.name]
-        view.statuses[master.name] = status
+        if isinstance(status, BootstrapError):
+            view.errors[master.name] = status
+            view.statuses[master.name] = status.message.splitlines()[0]
+        else:
+            view.statuses[master.name] = status
         if pod:
             view.pods[master.name] = pod
         if view.members is None and members is not None:
@@ -120,26 +138,32 @@ def require_members(view: ClusterView, what: str) -> list[Member]:
 def membership_notes(session: Session) -> list[str]:
     """For `status`: stale members (with the command that removes them) and inventory
     masters that are not members yet. Empty when no member answers."""
-    from bootstrap.membership import member_of, stale_member_lines
-
     for master in session.inventory.masters:
         try:
             with etcd_client(session, master.name) as client:
                 members = client.members()
         except BootstrapError:
             continue
-        lines = stale_member_lines(session.inventory, members)
-        for m in session.inventory.masters:
-            member = member_of(m, members)
-            if member is None:
-                lines.append(
-                    f"{m.name} is in the inventory but not an etcd member: "
-                    f"`bootstrap add-master {m.name}` (or `bootstrap init`)"
-                )
-            elif member.is_learner:
-                lines.append(
-                    f"{m.name} is an etcd learner ({member.hex_id}), not promoted: resume with "
-                    f"`bootstrap add-master {m.name}`"
-                )
-        return lines
+        return membership_lines(session, members)
     return []
+
+
+def membership_lines(session: Session, members: Sequence[Member]) -> list[str]:
+    """Stale members and inventory masters that are not (voting) members, each with the
+    command that fixes it."""
+    from bootstrap.membership import member_of, stale_member_lines
+
+    lines = stale_member_lines(session.inventory, members)
+    for m in session.inventory.masters:
+        member = member_of(m, members)
+        if member is None:
+            lines.append(
+                f"{m.name} is in the inventory but not an etcd member: "
+                f"`bootstrap add-master {m.name}` (or `bootstrap init`)"
+            )
+        elif member.is_learner:
+            lines.append(
+                f"{m.name} is an etcd learner ({member.hex_id}), not promoted: resume with "
+                f"`bootstrap add-master {m.name}`"
+            )
+    return lines

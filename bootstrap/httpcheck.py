@@ -169,15 +169,17 @@ def request(
     timeout: float,
     server_name: str | None = None,
     context: ssl.SSLContext | None = None,
+    label: str | None = None,
 ) -> HTTPResult:
     """One request, one response (any status). tls=None means plain HTTP.
 
     ``server_name`` is the name the server cert must match (and the SNI) when it differs
     from ``host``, e.g. when ``host`` is the local end of an SSH tunnel. ``context`` lets a
-    caller reuse a context built by ``make_context``.
+    caller reuse a context built by ``make_context``. ``label`` names the server in
+    messages instead of ``host:port`` (a tunnel's local port means nothing to the reader).
     """
     conn: http.client.HTTPConnection
-    where = f"{host}:{port}"
+    where = label or f"{host}:{port}"
     if tls is None:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
     else:
@@ -250,8 +252,11 @@ def get(
     tls: ClientTLS | None,
     timeout: float,
     server_name: str | None = None,
+    label: str | None = None,
 ) -> HTTPResult:
-    return request(host, port, path, tls=tls, timeout=timeout, server_name=server_name)
+    return request(
+        host, port, path, tls=tls, timeout=timeout, server_name=server_name, label=label
+    )
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):

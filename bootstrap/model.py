@@ -56,6 +56,20 @@ class RemoteFile:
     mode: int  # permission bits only, e.g. 0o600
 
 
+class HeldCommand(Protocol):
+    """A remote command kept running for as long as we hold it (a lock's holder, say):
+    its stdin stays open until ``release``, so it ends when we say so or when the
+    connection goes away, whichever comes first."""
+
+    def readline(self, timeout: float) -> str | None:
+        """The next stdout line without its newline; None at the end of output."""
+        ...
+
+    def release(self, timeout: float = 5.0) -> None:
+        """Close its stdin and wait (bounded) until it has exited; never raises."""
+        ...
+
+
 class RemoteHost(Protocol):
     """What the rest of the package may ask of a connected host.
 
@@ -96,6 +110,11 @@ class RemoteHost(Protocol):
     ) -> AbstractContextManager[int]:
         """Forward a local loopback port to remote_host:remote_port as seen from the host.
         Yields the local port; closes the listener on exit."""
+        ...
+
+    def hold(self, command: str, *, sudo: bool = True) -> HeldCommand:
+        """Start ``command`` (as root when the host needs sudo and sudo=True) with its
+        stdin kept open; see HeldCommand."""
         ...
 
     def remove_files(self, paths: Sequence[str]) -> None:

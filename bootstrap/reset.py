@@ -14,9 +14,17 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from bootstrap.components import ENCRYPTION_CONFIG_DIR
-from bootstrap.errors import BootstrapError, EtcdError, OperationError, UsageError, WaitTimeout
+from bootstrap.errors import (
+    BootstrapError,
+    EtcdError,
+    InputError,
+    OperationError,
+    UsageError,
+    WaitTimeout,
+)
 from bootstrap.etcd import Member, MemberNotFound, Status
 from bootstrap.etcdview import ClusterView, etcd_client, probe_cluster
 from bootstrap.inventory.model import ETCD_DATA_DIR, KUBERNETES_DIR, MANIFESTS_DIR, PKI_DIR, Master
@@ -59,6 +67,29 @@ class Target:
     master: Master | None  # None: an etcd member the inventory does not know
 
 
+RemovalStatus = Literal["removed", "absent", "last", "no-cluster", "not-removed", "would-remove"]
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What happened to a member: ``removed`` (or ``would-remove`` in a dry run); ``absent``
+    (it is not a member: removed before, e.g. by an interrupted run); ``last`` (the last
+    member, never removed); ``no-cluster`` (no member answers, so it could not be);
+    ``not-removed`` (unsafe, and the caller asked us not to raise)."""
+
+    status: RemovalStatus
+    text: str
+
+    @property
+    def done(self) -> bool:
+        """The member is gone (or never was): the host's cleanup may follow."""
+        return self.status in ("removed", "absent")
+
+
+class RemovalRefused(InputError):
+    """A destructive step was refused, so none of the later ones ran (exit 2)."""
+
+
 def _label(member: Member) -> str:
     return f"{member.name or '(never started)'} {member.hex_id}"
 
@@ -88,7 +119,7 @@ def remove_member(
     strict: bool = True,
     dry_run: bool = False,
     assume_removed: set[int] | None = None,
-) -> str:
+) -> Removal:
     """Remove ``target``'s etcd member (skipped when it is the last). Returns what happened.
 
     ``strict``: refuse (OperationError) when removal is unsafe; otherwise say so and skip.
@@ -100,19 +131,29 @@ def remove_member(
     if view.members is None and target.master is not None and target.name in session.hosts:
         view = probe_cluster(session, [target.master])  # maybe it is the only one left
     if view.members is None:
-        return "no etcd member answers: nothing to remove from"
+        down = "; ".join(f"{n}: {view.why_down(n)}" for n in sorted(view.statuses))
+        return Removal(
+            "no-cluster",
+            f"no etcd member answers ({down or 'no master reachable'}): its member could not "
+            "be removed",
+        )
     if assume_removed:
         view.members = [m for m in view.members if m.id not in assume_removed]
     member = _find_member(target, view.members)
     if member is None:
-        return "not an etcd member (already removed)"
+        return Removal("absent", "not an etcd member (already removed)")
     if len(view.members) == 1:
-        return f"last etcd member {_label(member)}: not removed (there is no cluster without it)"
+        return Removal(
+            "last",
+            f"last etcd member {_label(member)}: not removed (there is no cluster without it)",
+        )
     verdict = removal_verdict(member, view.members, view.healthy())
     if not verdict.allowed:
         if not force:
             if not strict:
-                return f"member {_label(member)} NOT removed: {verdict.risk}"
+                return Removal(
+                    "not-removed", f"member {_label(member)} NOT removed: {verdict.risk}"
+                )
             raise OperationError(
                 f"refusing to remove {target.name}: {verdict.risk}",
                 hint=f"--force removes it anyway; RISK: {verdict.risk}",
@@ -127,7 +168,10 @@ def remove_member(
     if dry_run:
         if assume_removed is not None:
             assume_removed.add(member.id)
-        return f"would remove etcd member {_label(member)} through {source}; {verdict.summary}"
+        return Removal(
+            "would-remove",
+            f"would remove etcd member {_label(member)} through {source}; {verdict.summary}",
+        )
     # Like kubeadm's etcd calls (timeouts.etcdAPICall), retry for a while: right after a
     # partition heals, raft can need seconds before it commits a membership change. A
     # retry that finds the member gone means the previous attempt did commit.
@@ -138,7 +182,7 @@ def remove_member(
                 client.remove(member.id)
             break
         except MemberNotFound:
-            return "not an etcd member (removed meanwhile)"
+            return Removal("absent", "not an etcd member (removed meanwhile)")
         except EtcdError as exc:
             if time.monotonic() >= deadline:
                 raise
@@ -146,7 +190,9 @@ def remove_member(
                 "etcd", f"member remove not committed yet, retrying: {exc.message.splitlines()[0]}"
             )
             time.sleep(1.0)
-    return f"removed etcd member {_label(member)} through {source}; {verdict.summary}"
+    return Removal(
+        "removed", f"removed etcd member {_label(member)} through {source}; {verdict.summary}"
+    )
 
 
 def stop_pods(session: Session, name: str) -> None:
@@ -215,8 +261,10 @@ def remove_master(session: Session, name: str, *, force: bool, wipe_host: bool) 
                 f"{name} is neither an inventory master nor an etcd member",
                 hint="`bootstrap status` lists the masters and any stale members",
             )
-    outcome = remove_member(session, target, force=force)
-    session.console.event("remove", outcome, name)
+    removal = remove_member(session, target, force=force)
+    session.console.event("remove", removal.text, name)
+    if not removal.done:
+        _not_removed(session, target, removal, force=force)
     notes: list[str] = []
     if target.master is None:
         notes.append(f"{name} is not in the inventory: no host to clean")
@@ -249,6 +297,42 @@ def remove_master(session: Session, name: str, *, force: bool, wipe_host: bool) 
     return 0
 
 
+def _not_removed(session: Session, target: Target, removal: Removal, *, force: bool) -> None:
+    """The member was not removed: refuse every later step (the pods, the wipe) unless
+    --force says to go on. Raises, or returns to go on."""
+    name = target.name
+    nothing = "refused: nothing was changed on any host"
+    if target.master is None:
+        raise OperationError(
+            f"stale member {name} was not removed: {removal.text}",
+            hint="`bootstrap status` shows each master's etcd; retry once a member answers",
+        )
+    if removal.status == "last":
+        if not force:
+            raise RemovalRefused(
+                f"{name} is the last etcd member: removing it, or stopping its pods, takes the "
+                f"cluster down for good; {nothing}",
+                hint="to tear a cluster down use `bootstrap reset`; `bootstrap remove-master "
+                f"{name} --force` stops its pods anyway (RISK: the cluster is gone; its data "
+                f"stays in {ETCD_DATA_DIR} unless --wipe)",
+            )
+        session.console.event(
+            "remove", "--force: the last member: stopping its pods takes the cluster down", name
+        )
+        return
+    if not force:
+        raise OperationError(
+            f"{name}'s etcd member could not be removed ({removal.text}); stopping its pods "
+            f"now would leave a member that never answers again in the cluster; {nothing}",
+            hint="bring the cluster's etcd back (`bootstrap status`), then retry; --force "
+            "stops its pods anyway (RISK: a dead voter stays in etcd and lowers its fault "
+            "tolerance until removed)",
+        )
+    session.console.event(
+        "remove", f"--force: going on although its member was not removed ({removal.status})", name
+    )
+
+
 # --- reset -----------------------------------------------------------------------------------
 
 
@@ -270,6 +354,26 @@ def _confirm(names: Sequence[str]) -> None:
         raise UsageError("reset: not confirmed; nothing was done")
 
 
+def _state_dir_matches(session: Session, *, single: bool) -> bool:
+    """A state dir that is not the cluster's cannot remove members (its certs are not
+    trusted): refuse a one-master reset; a whole-cluster reset goes on, saying so, and
+    asks no member (which would also generate a PKI into an empty state dir)."""
+    from bootstrap import guard
+
+    try:
+        guard.check(session, "reset", versions=False)
+    except guard.ClusterMismatch as exc:
+        if single:
+            raise
+        session.console.event(
+            "reset",
+            f"warning: {exc.detail}: no etcd member can be removed through it; every master "
+            "is torn down anyway",
+        )
+        return False
+    return True
+
+
 def reset(session: Session, name: str | None, *, yes: bool, dry_run: bool) -> int:
     if name is not None:
         try:
@@ -286,10 +390,13 @@ def reset(session: Session, name: str | None, *, yes: bool, dry_run: bool) -> in
     unreachable = session.connect_reachable()
     single = name is not None
     simulated: set[int] = set()
+    ours = _state_dir_matches(session, single=single)
     for master in targets:
         target = Target(master.name, master)
         try:
-            outcome = remove_member(
+            if not ours:
+                raise OperationError("the state dir is not this cluster's")
+            removal = remove_member(
                 session,
                 target,
                 force=False,
@@ -300,8 +407,18 @@ def reset(session: Session, name: str | None, *, yes: bool, dry_run: bool) -> in
         except BootstrapError as exc:
             if single:
                 raise
-            outcome = f"member NOT removed: {exc.message}"
-        session.console.event("reset", outcome, master.name)
+            removal = Removal("not-removed", f"member NOT removed: {exc.message}")
+        session.console.event("reset", removal.text, master.name)
+        if single and removal.status == "no-cluster" and not dry_run:
+            # The rest of the cluster keeps a member for this master that would never answer
+            # again: refuse before touching the host (a whole-cluster reset may go on).
+            raise OperationError(
+                f"{master.name}'s etcd member could not be removed ({removal.text}); resetting "
+                "it now would leave a dead voter in the cluster; refused: nothing was changed "
+                "on any host",
+                hint="bring the cluster's etcd back (`bootstrap status`), then retry; to tear "
+                "the whole cluster down: `bootstrap reset` without --master",
+            )
         if master.name in unreachable:
             session.console.event(
                 "reset",

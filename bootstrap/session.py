@@ -55,6 +55,7 @@ class Session:
     options: Options = field(default_factory=Options)
     console: Console = field(default_factory=Console)
     _hosts: dict[str, RemoteHost] | None = None
+    _unreachable: dict[str, str] = field(default_factory=dict)  # connect_reachable's misses
     _diffs: dict[str, list[FileChange]] = field(default_factory=dict)
     _written: dict[str, list[FileChange]] = field(default_factory=dict)
     _tunnels: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -133,7 +134,7 @@ class Session:
         from bootstrap.transport import connect
 
         if self._hosts is not None:
-            return {}
+            return dict(self._unreachable)
         hosts: dict[str, RemoteHost] = {}
         failed: dict[str, str] = {}
         errors: list[BaseException] = []
@@ -158,6 +159,7 @@ class Session:
                     host.close()
             raise errors[0]
         self._hosts = {m.name: hosts[m.name] for m in self.inventory.masters if m.name in hosts}
+        self._unreachable = dict(failed)
         return failed
 
     def host(self, name: str) -> RemoteHost:

@@ -82,6 +82,7 @@ def take_snapshot(
     dir's snapshots/, pruned to ``keep``). Raises OperationError when no member can serve."""
     from bootstrap.checks import etcd_tls
     from bootstrap.etcd import EtcdClient
+    from bootstrap.etcdview import member_label
 
     members = healthy_members(session)
     if not members:
@@ -100,7 +101,10 @@ def take_snapshot(
         port = session.tunnel(name, ETCD_CLIENT_PORT)
         session.console.event(phase, f"streaming an etcd snapshot to {target}", name)
         try:
-            with EtcdClient("127.0.0.1", port, etcd_tls(session, name), timeout=10) as client:
+            with EtcdClient(
+                "127.0.0.1", port, etcd_tls(session, name), timeout=10,
+                label=member_label(session, name),
+            ) as client:
                 info = client.snapshot(target)
         except EtcdError as exc:
             errors.append(f"{name}: {exc.message.splitlines()[0]}")

@@ -30,6 +30,13 @@ from typing import Any, Literal
 from bootstrap import httpcheck
 from bootstrap.errors import BootstrapError, UsageError
 from bootstrap.etcd import Alarm, EtcdClient, Member, Status, TLSFiles, health_path, probe_health
+from bootstrap.inventory.model import (
+    API_PORT,
+    CONTROLLER_MANAGER_PORT,
+    ETCD_CLIENT_PORT,
+    ETCD_METRICS_PORT,
+    SCHEDULER_PORT,
+)
 
 CheckStatus = Literal["ok", "fail", "not running", "skipped"]
 
@@ -88,6 +95,11 @@ class MasterEndpoints:
     # (kubeadm's does not include it; e.g. the master's name or "kubernetes").
     apiserver_server_name: str | None = None
     etcd_server_name: str | None = None  # etcd server certs carry 127.0.0.1: rarely needed
+    # The master's real address: messages say "m2 (10.0.0.12:2379)", not the tunnel's end.
+    address: str | None = None
+
+    def label(self, port: int) -> str | None:
+        return f"{self.name} ({self.address}:{port})" if self.address else None
 
 
 @dataclass(frozen=True)
@@ -233,7 +245,9 @@ def _gather_etcd(
     ep: MasterEndpoints, creds: VerifyCredentials, expected: Expected, timeout: float
 ) -> _EtcdView:
     path = health_path(expected.etcd_version)
-    health = probe_health(ep.etcd_metrics[0], ep.etcd_metrics[1], path, timeout)
+    health = probe_health(
+        ep.etcd_metrics[0], ep.etcd_metrics[1], path, timeout, ep.label(ETCD_METRICS_PORT)
+    )
     try:
         client = EtcdClient(
             ep.etcd_client[0],
@@ -241,6 +255,7 @@ def _gather_etcd(
             creds.etcd,
             timeout=timeout,
             server_name=ep.etcd_server_name,
+            label=ep.label(ETCD_CLIENT_PORT),
         )
     except BootstrapError as exc:
         f = _failure(exc)
@@ -272,10 +287,17 @@ def _http(
     tls: httpcheck.ClientTLS,
     timeout: float,
     server_name: str | None = None,
+    label: str | None = None,
 ) -> _HTTPOutcome:
     try:
         result = httpcheck.get(
-            endpoint[0], endpoint[1], path, tls=tls, timeout=timeout, server_name=server_name
+            endpoint[0],
+            endpoint[1],
+            path,
+            tls=tls,
+            timeout=timeout,
+            server_name=server_name,
+            label=label,
         )
     except httpcheck.HTTPCheckError as exc:
         return _HTTPOutcome(path, _failure(exc))
@@ -607,7 +629,9 @@ def verify_masters(
             ep.name: pool.submit(_gather_etcd, ep, creds, expected, timeout) for ep in etcd_targets
         }
         http_futures = {
-            key: pool.submit(_http, job[0], job[1], job[2], timeout, job[3])
+            key: pool.submit(
+                _http, job[0], job[1], job[2], timeout, job[3], _label(endpoints, key)
+            )
             for key, job in http_jobs.items()
         }
         views = {name: f.result() for name, f in etcd_futures.items()}
@@ -667,6 +691,23 @@ def verify_masters(
                     continue
                 results.append(_component_result(ep.name, check, outcome))
     return VerifyReport(results=tuple(results), components=checked, summary=summary)
+
+
+_CHECK_PORTS = {
+    "apiserver-livez-etcd": API_PORT,
+    "apiserver-readyz": API_PORT,
+    "controller-manager-healthz": CONTROLLER_MANAGER_PORT,
+    "scheduler-livez": SCHEDULER_PORT,
+}
+
+
+def _label(endpoints: Sequence[MasterEndpoints], key: tuple[str, str]) -> str | None:
+    """How an HTTP check names its server: the master and its real address and port."""
+    master, check = key
+    for ep in endpoints:
+        if ep.name == master:
+            return ep.label(_CHECK_PORTS[check])
+    return None
 
 
 def _component_result(master: str, check: str, outcome: _HTTPOutcome) -> CheckResult:

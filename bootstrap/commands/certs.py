@@ -88,31 +88,44 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_certs_check(args: argparse.Namespace) -> int:
+    from bootstrap import guard
     from bootstrap.certs import check_cluster
 
     session = make_session(args)
     try:
+        guard.check(session, "certs check", versions=False)  # wrong state dir: say so first
         return check_cluster(session, warn_days=args.warn_days, output=args.output)
     finally:
         session.close()
 
 
 def cmd_certs_renew(args: argparse.Namespace) -> int:
+    from bootstrap import guard
+    from bootstrap.locks import exclusive
     from bootstrap.renew import renew_cluster
 
     session = make_session(args)
     try:
-        return renew_cluster(session, args.names, keep=args.keep)
+        with exclusive(session, "certs renew"):
+            # A renewal rolls every master with manifests rendered from the inventory:
+            # with an edited version it would be an upgrade without upgrade's checks.
+            guard.check(session, "certs renew")
+            return renew_cluster(session, args.names, keep=args.keep)
     finally:
         session.close()
 
 
 def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
+    from bootstrap.locks import exclusive
     from bootstrap.snapshot import take_snapshot
 
     session = make_session(args)
     try:
-        info = take_snapshot(session, out=args.out, keep=args.keep)
+        # The state dir's lock: snapshots there are rotated (pruned to --keep). Nothing is
+        # written on the hosts, so their lock is not taken (a snapshot may run beside an
+        # upgrade from another machine).
+        with exclusive(session, "etcd snapshot", hosts=False):
+            info = take_snapshot(session, out=args.out, keep=args.keep)
         session.console.out(
             f"etcd snapshot: {info.path} ({info.size} bytes, sha256 {info.sha256}, "
             f"revision {info.revision})"
@@ -123,16 +136,21 @@ def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    from bootstrap import guard
+    from bootstrap.locks import exclusive
     from bootstrap.upgrade import upgrade_cluster
 
     session = make_session(args)
     try:
-        return upgrade_cluster(
-            session,
-            args.to,
-            pinned_etcd=args.etcd_version,
-            dry_run=args.dry_run,
-            keep=args.keep,
-        )
+        if args.dry_run:  # writes nothing: no lock
+            guard.check(session, "upgrade", versions=False)
+            return upgrade_cluster(
+                session, args.to, pinned_etcd=args.etcd_version, dry_run=True, keep=args.keep
+            )
+        with exclusive(session, f"upgrade --to {args.to}"):
+            guard.check(session, "upgrade", versions=False)  # upgrade checks versions itself
+            return upgrade_cluster(
+                session, args.to, pinned_etcd=args.etcd_version, dry_run=False, keep=args.keep
+            )
     finally:
         session.close()

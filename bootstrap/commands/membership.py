@@ -54,33 +54,46 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_add_master(args: argparse.Namespace) -> int:
+    from bootstrap import guard
     from bootstrap.cli import make_session
     from bootstrap.join import add_master
+    from bootstrap.locks import exclusive
 
     session = make_session(args)
     try:
-        return add_master(session, args.name)
+        with exclusive(session, f"add-master {args.name}"):
+            guard.check(session, "add-master")  # the joiner runs the cluster's versions
+            return add_master(session, args.name)
     finally:
         session.close()
 
 
 def cmd_remove_master(args: argparse.Namespace) -> int:
+    from bootstrap import guard
     from bootstrap.cli import make_session
+    from bootstrap.locks import exclusive
     from bootstrap.reset import remove_master
 
     session = make_session(args)
     try:
-        return remove_master(session, args.name, force=args.force, wipe_host=args.wipe)
+        with exclusive(session, f"remove-master {args.name}", reachable_only=True):
+            guard.check(session, "remove-master", versions=False)
+            return remove_master(session, args.name, force=args.force, wipe_host=args.wipe)
     finally:
         session.close()
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
     from bootstrap.cli import make_session
+    from bootstrap.locks import exclusive
     from bootstrap.reset import reset
 
     session = make_session(args)
     try:
-        return reset(session, args.master, yes=args.yes, dry_run=args.dry_run)
+        if args.dry_run:  # writes nothing: no lock, so it also works during another run
+            return reset(session, args.master, yes=args.yes, dry_run=True)
+        with exclusive(session, "reset" + (f" --master {args.master}" if args.master else ""),
+                       reachable_only=True):
+            return reset(session, args.master, yes=args.yes, dry_run=False)
     finally:
         session.close()

@@ -269,6 +269,26 @@ class SSHHost:
         self._check(result, what)
         return result
 
+    def hold(self, command: str, *, sudo: bool = True) -> model.HeldCommand:
+        """Start ``command`` under /bin/sh with its stdin left open (see HeldCommand)."""
+        wrapped = remote_sh.sh_c(command)
+        feed = b""
+        if sudo and self.uses_sudo:
+            prefix = self._sudo()
+            wrapped = f"{prefix} {wrapped}"
+            if prefix.startswith("sudo -S"):
+                assert self._sudo_password is not None
+                feed = self._sudo_password.encode() + b"\n"
+        transport = self._transport()
+        try:
+            channel = transport.open_session(timeout=CHANNEL_OPEN_TIMEOUT)
+            channel.exec_command(wrapped)
+            if feed:
+                channel.sendall(feed)
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise self._lost("starting a command", e) from None
+        return _Held(self.name, channel)
+
     # --- files --------------------------------------------------------------------------
 
     def stat_files(self, paths: Sequence[str]) -> dict[str, RemoteFile | None]:
@@ -500,6 +520,52 @@ class SSHHost:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Held:
+    """One running command's channel: stdout read line by line, stdin open until release."""
+
+    def __init__(self, host: str, channel: paramiko.Channel) -> None:
+        self._host = host
+        self._channel = channel
+        self._buffer = b""
+        self._eof = False
+
+    def readline(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer and not self._eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OperationTimeout(
+                    f"no answer from a remote command within {timeout:g} s",
+                    host=self._host,
+                    hint="the host may be overloaded; re-run",
+                )
+            self._channel.settimeout(left)
+            try:
+                data = self._channel.recv(CHUNK)
+            except TimeoutError:
+                continue
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                raise TransportError(
+                    f"reading a remote command's output failed: {e}", host=self._host
+                ) from None
+            if not data:
+                self._eof = True
+            self._buffer += data
+        if not self._buffer:
+            return None
+        line, _sep, rest = self._buffer.partition(b"\n")
+        self._buffer = rest
+        return line.decode("utf-8", errors="replace")
+
+    def release(self, timeout: float = 5.0) -> None:
+        with contextlib.suppress(Exception):
+            self._channel.shutdown_write()
+        with contextlib.suppress(Exception):
+            self._channel.status_event.wait(timeout)
+        with contextlib.suppress(Exception):
+            self._channel.close()
 
 
 def _conforms(host: SSHHost) -> model.RemoteHost:

@@ -1,0 +1,178 @@
+"""One writer at a time (issue 16 item 4), without a lab: the state dir lock between real
+processes, and the hosts' lock script run by a real /bin/sh with util-linux flock on a
+local file (the script the SSH channel runs on a master). The lab test with two real
+operators (two state dirs, two processes) is tests/test_hardening_lab.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bootstrap.locks import LOCAL_LOCK, Holder, LockHeld, StateDirLock, remote_script
+
+pytestmark = pytest.mark.skipif(shutil.which("flock") is None, reason="needs util-linux flock")
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from bootstrap.locks import Holder, StateDirLock
+lock = StateDirLock(Path(sys.argv[1]), Holder.me("init"))
+lock.acquire()
+print("held", flush=True)
+sys.stdin.read()  # until the test closes our stdin (or kills us)
+lock.release()
+"""
+
+
+def holder_process(state: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(state)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_writer_is_refused_with_the_holder(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "pki").mkdir(parents=True)
+    first = holder_process(state)
+    try:
+        with pytest.raises(LockHeld) as refused:
+            StateDirLock(state, Holder.me("certs renew")).acquire()
+        assert refused.value.exit_code == 2
+        text = refused.value.message
+        assert f"PID {first.pid}" in text and "`bootstrap init`" in text and "since" in text
+    finally:
+        assert first.stdin is not None
+        first.stdin.close()
+        assert first.wait(30) == 0
+    # released cleanly: the next one gets it, and finds no stale holder
+    lock = StateDirLock(state, Holder.me("init"))
+    lock.acquire()
+    assert lock.stale is None
+    lock.release()
+    assert (state / LOCAL_LOCK).read_text() == ""
+
+
+def test_killed_holder_is_detected_and_taken_over(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "pki").mkdir()
+    first = holder_process(state)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    lock = StateDirLock(state, Holder.me("init"))
+    lock.acquire()
+    try:
+        assert isinstance(lock.stale, Holder) and lock.stale.pid == first.pid
+    finally:
+        lock.release()
+
+
+def test_a_refused_first_run_leaves_no_state_dir(tmp_path: Path) -> None:
+    state = tmp_path / "a" / "b" / "state"
+    lock = StateDirLock(state, Holder.me("init"))
+    lock.acquire()
+    assert (state / LOCAL_LOCK).exists()
+    lock.release()
+    assert not (tmp_path / "a").exists()
+    # a state dir that got content stays
+    lock = StateDirLock(state, Holder.me("init"))
+    lock.acquire()
+    (state / "pki").mkdir()
+    lock.release()
+    assert (state / "pki").is_dir()
+
+
+# --- the hosts' script ----------------------------------------------------------------------
+
+
+def start_script(lock_file: Path, command: str) -> subprocess.Popen[str]:
+    holder = Holder("opbox", 4242, "alice", "2026-01-01T00:00:00Z", command)
+    return subprocess.Popen(
+        ["sh", "-c", remote_script(holder, str(lock_file))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def answer(proc: subprocess.Popen[str]) -> list[str]:
+    """Lines up to END (a holder) or to the end of output (a refusal)."""
+    assert proc.stdout is not None
+    lines = []
+    while (line := proc.stdout.readline()) != "":
+        lines.append(line.rstrip("\n"))
+        if lines[-1] == "END":
+            break
+    return lines
+
+
+def test_host_script_excludes_reports_and_cleans_up(tmp_path: Path) -> None:
+    lock_file = tmp_path / "etc-kubernetes" / ".bootstrap.lock"
+    first = start_script(lock_file, "init")
+    assert answer(first) == ["LOCKED", "END"]
+    assert lock_file.parent.is_dir()  # created for the lock
+    held = json.loads(lock_file.read_text())
+    assert held["pid"] == 4242 and held["command"] == "init"
+    second = start_script(lock_file, "reset")
+    lines = answer(second)
+    assert lines[0] == "BUSY" and json.loads(lines[1])["command"] == "init"
+    assert second.wait(30) == 0
+    # release: stdin closed -> file removed, directory it created removed, exit 0
+    assert first.stdin is not None
+    first.stdin.close()
+    assert first.wait(30) == 0
+    assert not lock_file.exists() and not lock_file.parent.exists()
+
+
+def test_host_script_takes_over_a_stale_lock(tmp_path: Path) -> None:
+    lock_file = tmp_path / ".bootstrap.lock"
+    stale = Holder("laptop", 77, "bob", "2026-01-01T00:00:00Z", "upgrade --to v1.36.1")
+    lock_file.write_text(stale.line() + "\n")  # a holder that is gone: nobody holds flock
+    proc = start_script(lock_file, "init")
+    lines = answer(proc)
+    assert lines[0] == "LOCKED" and lines[-1] == "END"
+    assert Holder.parse(lines[1].removeprefix("STALE ")) == stale
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert proc.wait(30) == 0
+    assert not lock_file.exists()
+    assert tmp_path.is_dir()  # an existing directory stays
+
+
+def test_host_script_released_when_its_connection_dies(tmp_path: Path) -> None:
+    """The holder's stdin ends when the SSH session goes away (our process killed): the
+    script removes the lock by itself, so a killed run leaves no lock behind."""
+    lock_file = tmp_path / ".bootstrap.lock"
+    proc = start_script(lock_file, "init")
+    assert answer(proc)[0] == "LOCKED"
+    assert proc.stdin is not None
+    os.close(proc.stdin.fileno())  # what sshd does when the channel closes
+    deadline = time.monotonic() + 30
+    while lock_file.exists():
+        assert time.monotonic() < deadline, "lock file still there"
+        time.sleep(0.05)
+    proc.wait(30)
+
+
+def test_holder_line_round_trip_and_unknown_content() -> None:
+    me = Holder.me("remove-master m2")
+    assert Holder.parse(me.line()) == me
+    assert me.pid == os.getpid()
+    assert Holder.parse("garbage") is None
+    assert "remove-master m2" in me.describe() and str(os.getpid()) in me.describe()
