@@ -481,6 +481,7 @@ def verify(session: Session) -> VerifyReport:
                     m.name, CONTROLLER_MANAGER_PORT, "kube-controller-manager"
                 ),
                 scheduler=endpoint(m.name, SCHEDULER_PORT, "kube-scheduler"),
+                address=url_host(m.address),
             )
         )
     first = session.masters[0].name
