@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from bootstrap import __version__
 from bootstrap.errors import BootstrapError, UsageError
+from bootstrap.stdio import say
 
 if TYPE_CHECKING:
     from bootstrap.console import Console
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_inventory_args(p)
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument(
+        "--force", action="store_true", help="write into a non-empty --out (replacing files)"
+    )
+    p.add_argument(
         "--templates", type=Path, help="template directory (default: the installed ones)"
     )
     p.set_defaults(func=cmd_render)
@@ -126,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip-phases", type=_csv, default=[], help=f"comma list of: {', '.join(PHASE_NAMES)}"
     )
-    p.add_argument("--ignore-preflight-errors", type=_csv, default=[], help="check names, or 'all'")
+    p.add_argument(
+        "--ignore-preflight-errors",
+        type=_csv,
+        default=[],
+        help="comma list of preflight check names (as in its table), or 'all'",
+    )
     add_delivery_args(p)
     p.set_defaults(func=cmd_init)
     init_sub = p.add_subparsers(dest="init_command", metavar="phase")
@@ -181,9 +190,12 @@ def load_inventory(path: Path, console: Console) -> Inventory:
 
 
 def make_session(args: argparse.Namespace) -> Session:
+    from bootstrap.argcheck import check_local_args, run_local_check
+    from bootstrap.localfs import check_writable_dir
     from bootstrap.memfile import sweep_stale
     from bootstrap.session import Options, Session, default_state_dir
 
+    check_local_args(args)  # every flag a host is not needed for, before any host
     console = make_console(args)
     inventory = load_inventory(args.inventory, console)
     options = Options(
@@ -196,6 +208,8 @@ def make_session(args: argparse.Namespace) -> Session:
         serve_url=getattr(args, "serve_url", None),
     )
     state_dir = args.state_dir or default_state_dir(inventory)
+    check_writable_dir(state_dir, "state directory")
+    run_local_check(args, inventory, state_dir)
     sweep_stale(state_dir)  # key copies an older version (or a killed fallback run) left
     return Session(inventory=inventory, state_dir=state_dir, options=options, console=console)
 
@@ -204,8 +218,10 @@ def make_session(args: argparse.Namespace) -> Session:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from bootstrap.argcheck import check_render_out
     from bootstrap.render_tree import write_trees
 
+    check_render_out(args.out, force=args.force)
     session = make_session(args)
     session.options = dataclasses.replace(session.options, offline=True)  # never ask hosts
     written = write_trees(session.plans, args.out)
@@ -229,7 +245,7 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
 def cmd_inventory_schema(args: argparse.Namespace) -> int:
     from bootstrap.inventory import json_schema
 
-    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    make_console(args).out(json.dumps(json_schema(), indent=2, sort_keys=True))
     return 0
 
 
@@ -328,6 +344,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bootstrap.stdio import guard_std_streams
+
+    stdout_closed = guard_std_streams()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -337,16 +356,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    if stdout_closed:
+        _report(
+            UsageError(
+                "standard output is closed, and bootstrap writes its results there",
+                hint="redirect it instead (>/dev/null to discard the results)",
+            )
+        )
+        return 2
     try:
         return func(args)
     except BootstrapError as exc:
         _report(exc)
         return exc.exit_code
+    except OSError as exc:  # the local file system: named with its cause, never a traceback
+        from bootstrap.localfs import describe
+
+        error = describe(exc)
+        _report(error)
+        return error.exit_code
     except KeyboardInterrupt:
-        print(
-            "bootstrap: interrupted; files already written were written whole (atomic)",
-            file=sys.stderr,
-        )
+        say("bootstrap: interrupted; files already written were written whole (atomic)")
         return 130
 
 
@@ -373,10 +403,10 @@ def run() -> NoReturn:
 
 
 def _report(exc: BootstrapError) -> None:
+    from bootstrap.stdio import report_lines
+
     kind = "error" if exc.exit_code == 2 else "failed"
-    print(f"bootstrap: {kind}: {exc}", file=sys.stderr)
-    if exc.hint:
-        print(f"  hint: {exc.hint}", file=sys.stderr)
+    say(report_lines(f"bootstrap: {kind}: {exc}", exc.hint))
 
 
 __all__ = ["UsageError", "main", "run"]

@@ -6,6 +6,7 @@ Never pass secrets here: callers print paths and digests, not contents.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -30,7 +31,9 @@ class Console:
             return
         where = f" {host}:" if host else ""
         line = f"[{phase}]{where} {message}"
-        with self._lock:
+        # Progress is best effort: stderr closed or a pipe nobody reads any more is no
+        # reason to abort a rollout half way (the exit code still tells).
+        with self._lock, contextlib.suppress(OSError, ValueError):
             print(line, file=self._stream, flush=True)
 
     def detail(self, phase: str, message: str, host: str | None = None) -> None:
@@ -38,6 +41,8 @@ class Console:
             self.event(phase, message, host)
 
     def out(self, text: str) -> None:
-        """Results (tables, JSON) go to stdout."""
+        """Results (tables, JSON) go to stdout; OutputClosed when they cannot be delivered."""
+        from bootstrap.stdio import write_stdout
+
         with self._lock:
-            print(text, flush=True)
+            write_stdout(text)

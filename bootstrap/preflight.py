@@ -66,6 +66,23 @@ echo @@end
 """
 
 
+def check_names() -> tuple[str, ...]:
+    """Every check name ``evaluate`` reports (what --ignore-preflight-errors accepts)."""
+    return (
+        "SSHLogin",
+        "Sudo",
+        "HostnameUnique",
+        "MachineIDUnique",
+        "ClockSkew",
+        *(f"Port-{port}" for port in PORTS),
+        "DirAvailable--var-lib-etcd",
+        "StaticPodPath",
+        "Kubelet",
+        "DiskSpace",
+        "CACertDirs",
+    )
+
+
 @dataclass(frozen=True)
 class HostFacts:
     host: str

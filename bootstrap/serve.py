@@ -30,7 +30,7 @@ from typing import Any
 from cryptography import x509
 
 from bootstrap import delivery
-from bootstrap.errors import InputError
+from bootstrap.errors import InputError, echo
 from bootstrap.inventory.model import Inventory
 from bootstrap.pki import ClusterPKI
 from bootstrap.pki.issue import issue_leaf
@@ -53,11 +53,14 @@ def parse_listen(text: str) -> tuple[str, int]:
     """'ADDR:PORT' or '[v6]:PORT' -> (addr, port). A concrete address: it goes in the cert."""
     host, sep, port_text = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise InputError(f"--listen must be ADDR:PORT, got {text!r}", hint="e.g. 10.213.5.1:8443")
+    port_ok = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not sep or not host or not port_ok or not 0 <= int(port_text) <= 65535:
+        raise InputError(
+            f"--listen must be ADDR:PORT, got {echo(text)}", hint="e.g. 10.213.5.1:8443"
+        )
     if host in ("0.0.0.0", "::"):
         raise InputError(
-            f"--listen {text}: give the address the masters reach (it is the cert's SAN)",
+            f"--listen {echo(text)}: give the address the masters reach (it is the cert's SAN)",
             hint="in the lab: the bridge address 10.213.<instance>.1",
         )
     return host, int(port_text)

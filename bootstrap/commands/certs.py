@@ -13,21 +13,33 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.cli import add_component_args, add_inventory_args, add_ssh_args, make_session
+from bootstrap.errors import echo
 
 DEFAULT_KEEP = 5  # snapshots kept in <state>/snapshots (bootstrap.snapshot.DEFAULT_KEEP)
+MAX_WARN_DAYS = 36500  # a century: beyond, timedelta overflows and nothing is meant
 
 
 def _positive(value: str) -> int:
-    number = int(value)
+    # ArgumentTypeError's text is shown as is; a ValueError would print the function's
+    # name ("invalid _positive value").
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{echo(value)} is not a whole number") from None
     if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"{number} is below 1")
     return number
 
 
 def _days(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{echo(value)} is not a number of days") from None
+    if not 0 <= number <= MAX_WARN_DAYS:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(
+            f"{echo(value)} is not between 0 and {MAX_WARN_DAYS} days"
+        )
     return number
 
 
@@ -63,7 +75,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="kubeadm names (apiserver, etcd-peer, admin.conf, ...); default: all",
     )
     q.add_argument("--keep", type=_positive, default=DEFAULT_KEEP, help="snapshots to keep")
-    q.set_defaults(func=cmd_certs_renew)
+    q.set_defaults(func=cmd_certs_renew, local_check="renew_args")
 
     p = sub.add_parser("etcd", help="etcd maintenance")
     etcd = p.add_subparsers(dest="etcd_command", metavar="SUBCOMMAND", required=True)
@@ -71,10 +83,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_inventory_args(q)
     add_ssh_args(q)
     q.add_argument("--out", type=Path, help="write here instead of <state>/snapshots/ (not pruned)")
+    q.add_argument("--force", action="store_true", help="replace an existing --out file")
     q.add_argument(
         "--keep", type=_positive, default=DEFAULT_KEEP, help="snapshots kept in the state dir"
     )
-    q.set_defaults(func=cmd_etcd_snapshot)
+    q.set_defaults(func=cmd_etcd_snapshot, local_check="snapshot_args")
 
     p = sub.add_parser("upgrade", help="move the control plane to a new version, master by master")
     add_inventory_args(p)
@@ -84,7 +97,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--etcd-version", help="pin etcd (default: kubeadm's etcd for the target minor)")
     p.add_argument("--dry-run", action="store_true", help="show the per-master diff only")
     p.add_argument("--keep", type=_positive, default=DEFAULT_KEEP, help="snapshots to keep")
-    p.set_defaults(func=cmd_upgrade)
+    p.set_defaults(func=cmd_upgrade, local_check="upgrade_args")
 
 
 def cmd_certs_check(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_ssh_args(p)
     add_component_args(p)
     p.add_argument("name", help="the master's name in the inventory")
-    p.set_defaults(func=cmd_add_master)
+    p.set_defaults(func=cmd_add_master, local_check="add_master_args")
 
     p = sub.add_parser(
         "remove-master",
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--master", help="only this master (default: every master, last first)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--dry-run", action="store_true", help="say what would be done; change nothing")
-    p.set_defaults(func=cmd_reset)
+    p.set_defaults(func=cmd_reset, local_check="reset_args")
 
 
 def cmd_add_master(args: argparse.Namespace) -> int:

@@ -38,12 +38,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from bootstrap import serve
     from bootstrap.cli import load_inventory, make_console
+    from bootstrap.localfs import check_writable_dir
     from bootstrap.pki import ensure_pki
     from bootstrap.session import default_state_dir
 
+    serve.parse_listen(args.listen)  # a bad --listen before a key is generated
     console = make_console(args)
     inventory = load_inventory(args.inventory, console)
     state_dir = args.state_dir or default_state_dir(inventory)
+    check_writable_dir(state_dir, "state directory")
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s serve: %(message)s"
     )

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from bootstrap.errors import StateError
+from bootstrap.localfs import naming
 from bootstrap.pki.keys import PrivateKey, load_private_key, same_public_key
 
 DIR_MODE = 0o700
@@ -70,7 +71,7 @@ def write_atomic(path: Path, data: bytes, mode: int) -> bool:
         return False
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:  # mkstemp creates it 0600
+        with naming(path), os.fdopen(fd, "wb") as handle:  # mkstemp creates it 0600
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
