@@ -380,38 +380,37 @@ def wait_for_apiservers(session: Session, required: Sequence[str] | None = None)
 
 
 def ensure_cluster_admins_binding(session: Session) -> None:
-    """admin.conf (O=kubeadm:cluster-admins) can do nothing until this binding exists
-    (floor.md §5); create it with the first master's super-admin.conf. Every init asks
-    (one POST; 409 when present), so a run cut off right after the apiservers came up
-    still ends with a usable admin.conf."""
+    """kubeadm's ClusterRoleBindings our certificates need (bootstrap/rbac.py): admin.conf
+    (O=kubeadm:cluster-admins) can do nothing until kubeadm:cluster-admins exists
+    (floor.md §5), and from v1.36 the apiserver reaches the kubelets only through
+    kubeadm:apiserver-kubelet-client. Created with the first master's super-admin.conf.
+    Every init asks (one POST each; 409 when present), so a run cut off right after the
+    apiservers came up still ends with a usable admin.conf."""
+    from bootstrap.rbac import bootstrap_bindings
+
     if "kube-apiserver" not in session.options.components:
         return
     first = session.masters[0].name
     tls = kubeconfig_tls(session, first, "super-admin.conf")
-    body = (
-        b'{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding",'
-        b'"metadata":{"name":"kubeadm:cluster-admins"},'
-        b'"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},'
-        b'"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"kubeadm:cluster-admins"}]}'
-    )
     port = session.tunnel(first, API_PORT)
-    result = request(
-        "127.0.0.1",
-        port,
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        method="POST",
-        body=body,
-        headers={"Content-Type": "application/json"},
-        tls=tls,
-        timeout=10,
-        server_name="127.0.0.1",
-    )
-    if result.status not in (200, 201, 409):  # 409: it already exists
-        raise WaitTimeout(
-            f"creating ClusterRoleBinding kubeadm:cluster-admins: {result.summary()}",
-            hint="check the apiserver log on " + first,
+    for binding in bootstrap_bindings(session.inventory):
+        result = request(
+            "127.0.0.1",
+            port,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            method="POST",
+            body=binding.body(),
+            headers={"Content-Type": "application/json"},
+            tls=tls,
+            timeout=10,
+            server_name="127.0.0.1",
         )
-    session.console.event("control-plane", "ClusterRoleBinding kubeadm:cluster-admins present")
+        if result.status not in (200, 201, 409):  # 409: it already exists
+            raise WaitTimeout(
+                f"creating ClusterRoleBinding {binding.name}: {result.summary()}",
+                hint="check the apiserver log on " + first,
+            )
+        session.console.event("control-plane", f"ClusterRoleBinding {binding.name} present")
 
 
 def component_probe_path(session: Session, component: str) -> tuple[int, str]:

@@ -28,6 +28,7 @@ from bootstrap.inventory.model import (
     Master,
     url_host,
 )
+from bootstrap.inventory.versions import removed_etcd_flag
 
 ETCD = "etcd"
 APISERVER = "kube-apiserver"
@@ -50,9 +51,11 @@ APISERVER_ENDPOINT_ANNOTATION = "kubeadm.kubernetes.io/kube-apiserver.advertise-
 
 PROBE_PORT_NAME = "probe-port"
 
-# Version switches (reference §0; §11 wins for v1.36).
+# Version switches (reference §0; §11 wins for v1.36). v1.37 renders as v1.36 but for
+# the image tags: kubeadm v1.37.2's manifest code is v1.36.3's (docs/v1.37.md).
 ETCD_LIVEZ_READYZ_SINCE = (3, 5, 11)  # older etcd serves only /health on the metrics port
-ETCD_FEATURE_GATES_SINCE = (3, 6, 0)  # 3.5 knows only the --experimental-* spellings
+# 3.5 knows only the --experimental-* spellings; 3.6 takes both; 3.7 only the new ones.
+ETCD_FEATURE_GATES_SINCE = (3, 6, 0)
 SCHEDULER_LIVEZ_SINCE = (1, 32)
 NAMED_PROBE_PORT_SINCE = (1, 34)
 NO_FLEXVOLUME_SINCE = (1, 36)  # k/k #136423
@@ -285,6 +288,11 @@ def etcd_pod(inventory: Inventory, master: Master, cluster: EtcdCluster) -> PodF
             ("experimental-watch-progress-notify-interval", "5s"),
         ]
     flags = merge_flags(defaults, inventory.extra_args.get(ETCD))
+    for name, _value in flags:
+        # The loader refuses these with field and line; a model built in code gets here.
+        removed = removed_etcd_flag(inventory.etcd_semver, name)
+        if removed is not None:
+            raise InputError(f"etcd: --{name}: {removed}", hint=f"fix extraArgs.etcd.{name}")
 
     # Like kubeadm, probe the first metrics URL (an extra arg may move it).
     metrics = urlsplit(dict(flags)["listen-metrics-urls"].split(",")[0])

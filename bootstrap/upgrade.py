@@ -1,9 +1,12 @@
 """`bootstrap upgrade --to vX.Y.Z [--etcd-version V] [--dry-run]`.
 
-Rules (kubeadm's): one minor at a time, never down; etcd follows kubeadm's
-etcd-for-minor mapping (inventory.versions) unless pinned, and never moves down a minor
-(etcd cannot downgrade its data). The version the cluster RUNS is read from the
-manifests on the masters (image tags), not from the inventory.
+Rules (kubeadm's): one minor at a time, never down, never to a minor this tool does not
+know; etcd follows kubeadm's etcd-for-minor mapping (inventory.versions) unless pinned,
+never moves down (etcd cannot downgrade its data), never pairs with a control plane older
+than kubeadm pairs it with, and, as etcd's upgrade guides demand, moves one minor at a
+time (3.5 -> 3.6 -> 3.7) from a patch that supports the rolling step (3.6.11+ for 3.7).
+The version the cluster RUNS is read from the manifests on the masters (image tags), not
+from the inventory.
 
 The inventory stays the user's file: we render with a copy carrying the new versions
 and, afterwards, print the two lines to change. Until they are changed the inventory is
@@ -26,7 +29,15 @@ import yaml
 
 from bootstrap.errors import BootstrapError, UsageError
 from bootstrap.inventory.model import MANIFESTS_DIR, Master, parse_version
-from bootstrap.inventory.versions import DEFAULT_ETCD_FOR_MINOR, minor_text
+from bootstrap.inventory.versions import (
+    DEFAULT_ETCD_FOR_MINOR,
+    ETCD_ROLLING_UPGRADE_FROM,
+    NEWEST_KUBERNETES_MINOR,
+    etcd_too_new_for,
+    minor_text,
+    unsupported_kubernetes,
+    version_text,
+)
 from bootstrap.model import RemoteHost
 from bootstrap.session import Session
 
@@ -86,10 +97,10 @@ def plan_upgrade(
             hint=f"upgrade one minor at a time: first --to v{minor_text(step)}.x",
         )
     if (want[0], want[1]) not in DEFAULT_ETCD_FOR_MINOR:
-        supported = ", ".join(minor_text(m) for m in sorted(DEFAULT_ETCD_FOR_MINOR))
         raise UsageError(
-            f"Kubernetes {minor_text((want[0], want[1]))} is not supported",
-            hint=f"supported: {supported}",
+            unsupported_kubernetes((want[0], want[1])),
+            hint=f"the newest this bootstrap can upgrade to is "
+            f"v{minor_text(NEWEST_KUBERNETES_MINOR)}.x",
         )
     if pinned_etcd is not None:
         etcd_to = pinned_etcd.lstrip("v")
@@ -100,13 +111,50 @@ def plan_upgrade(
                 f"{cluster_etcd}",
                 hint="etcd cannot downgrade its data to an older minor",
             )
+        if pinned < have_etcd:
+            raise UsageError(
+                f"--etcd-version {etcd_to} is older than the cluster's etcd {cluster_etcd}: "
+                "bootstrap does not downgrade etcd (kubeadm neither)",
+                hint=f"pin {cluster_etcd} or newer",
+            )
     elif want[1] != have[1]:
         mapped = DEFAULT_ETCD_FOR_MINOR[(want[0], want[1])]
         # kubeadm never moves etcd down (a pinned newer etcd stays).
         etcd_to = mapped if _parse(mapped, "etcd") >= have_etcd else cluster_etcd
     else:
         etcd_to = cluster_etcd
+    _check_etcd_step(_v(cluster_version), have_etcd, _parse(etcd_to, "etcd"), (want[0], want[1]))
     return UpgradePlan(_v(cluster_version), _v(target), cluster_etcd, etcd_to)
+
+
+def _check_etcd_step(
+    cluster_version: str, have: Version, want: Version, kubernetes: tuple[int, int]
+) -> None:
+    """etcd's own rules for the step ``have`` -> ``want`` under Kubernetes ``kubernetes``:
+    the minor kubeadm pairs the etcd with, one minor at a time, and the patch the
+    previous minor must have reached before a rolling upgrade (etcd's upgrade guides)."""
+    too_new = etcd_too_new_for(want, kubernetes)
+    if too_new is not None:
+        raise UsageError(too_new, hint="upgrade Kubernetes first, or pin an older etcd")
+    if want[:2] == have[:2]:
+        return
+    if want[:2] > (have[0], have[1] + 1):
+        step = (have[0], have[1] + 1)
+        raise UsageError(
+            f"cannot move etcd from {version_text(have)} to {version_text(want)}: etcd "
+            "upgrades one minor at a time",
+            hint=f"first --to {cluster_version} --etcd-version {minor_text(step)}.x "
+            "(the newest patch of that minor)",
+        )
+    needed = ETCD_ROLLING_UPGRADE_FROM.get(want[:2])
+    if needed is not None and have < needed:
+        raise UsageError(
+            f"etcd {version_text(have)} cannot be rolled to {minor_text(want)}: etcd's upgrade "
+            f"guide needs every {minor_text(have)} member at {version_text(needed)} or later "
+            "first (earlier patches may not survive a mixed-version cluster)",
+            hint=f"first move etcd within {minor_text(have)}: --to {cluster_version} "
+            f"--etcd-version {version_text(needed)} (or a newer {minor_text(have)} patch)",
+        )
 
 
 # --- what the masters run ----------------------------------------------------------------
@@ -169,6 +217,7 @@ def upgrade_cluster(
     keep: int = 5,
 ) -> int:
     from bootstrap import masterroll
+    from bootstrap.checks import ensure_cluster_admins_binding
     from bootstrap.planview import show_plan
     from bootstrap.snapshot import take_snapshot
 
@@ -214,6 +263,9 @@ def upgrade_cluster(
         ]
         if pending:
             take_snapshot(target_session, keep=keep, phase="upgrade")
+            # The target's RBAC before its apiservers: from v1.36 the kubelet client
+            # certificate is reissued without O and needs kubeadm:apiserver-kubelet-client.
+            ensure_cluster_admins_binding(target_session)
         state = masterroll.roll_masters(target_session, "upgrade", "upgraded", rollback=True)
         session.console.out(
             f"upgrade: {plan.kubernetes_to} (etcd {plan.etcd_to}) on every master; "

@@ -1,7 +1,9 @@
 """Inventories and mounted files for the render tests, built directly from the model.
 
-`example_inventory()` mirrors inventory.example.yaml value for value, so these goldens can
-later be produced by loading that file instead.
+`example_inventory()` is inventory.example.yaml as it was at v1.34.1 / etcd 3.6.4 (the
+goldens of that version stay as they are); `example_inventory_137()` mirrors today's
+inventory.example.yaml (v1.37.2 / etcd 3.7.0) value for value, which test_render checks by
+rendering both.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _masters(addresses: dict[str, str], ssh: SSHSettings) -> tuple[Master, ...]:
 
 
 def example_inventory(**overrides: object) -> Inventory:
-    """inventory.example.yaml as a model (v1.34.1, etcd 3.6.4, IPv4, one extra arg)."""
+    """inventory.example.yaml's values at v1.34.1 / etcd 3.6.4 (IPv4, one extra arg)."""
     ssh = SSHSettings(identity_file=Path("~/.ssh/id_ed25519"))
     values: dict[str, object] = dict(
         cluster_name="kubernetes",
@@ -62,6 +64,13 @@ def example_inventory(**overrides: object) -> Inventory:
     )
     values.update(overrides)
     return Inventory(**values)  # type: ignore[arg-type]
+
+
+def example_inventory_137(**overrides: object) -> Inventory:
+    """inventory.example.yaml today: Kubernetes v1.37.2 with kubeadm's etcd 3.7.0."""
+    values: dict[str, object] = dict(kubernetes_version="v1.37.2", etcd_version="3.7.0")
+    values.update(overrides)
+    return example_inventory(**values)
 
 
 def ipv6_inventory(**overrides: object) -> Inventory:

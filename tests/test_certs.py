@@ -268,7 +268,14 @@ def test_renew_keeps_shape_never_touches_cas_or_sa(
 def test_upgrade_one_minor_with_kubeadms_etcd() -> None:
     plan = plan_upgrade("v1.33.5", "v1.34.1", cluster_etcd="3.5.21")
     assert (plan.kubernetes_from, plan.kubernetes_to) == ("v1.33.5", "v1.34.1")
-    assert plan.etcd_to == "3.6.4"
+    assert plan.etcd_to == "3.6.5"  # kubeadm v1.34.4's etcd for 1.34
+    # 1.36 -> 1.37 moves etcd 3.6 -> 3.7.0 (kubeadm v1.37.2) from a 3.6.11+ member.
+    plan = plan_upgrade("v1.36.3", "v1.37.2", cluster_etcd="3.6.16")
+    assert (plan.etcd_from, plan.etcd_to) == ("3.6.16", "3.7.0")
+    assert plan_upgrade("v1.36.3", "v1.37.2", cluster_etcd="3.6.11").etcd_to == "3.7.0"
+    # A patch-only step inside 3.6, as the 3.7 refusal's hint proposes.
+    assert plan_upgrade("v1.36.3", "v1.36.3", cluster_etcd="3.6.8",
+                        pinned_etcd="3.6.11").etcd_to == "3.6.11"
     assert plan_upgrade("1.33.5", "1.34.1", cluster_etcd="3.5.1", pinned_etcd="3.5.1").etcd_to == (
         "3.5.1"
     )
@@ -286,7 +293,21 @@ def test_upgrade_one_minor_with_kubeadms_etcd() -> None:
         ("v1.34.1", "v1.33.5", "3.6.4", None, "downgrades are not supported"),
         ("v1.34.2", "v1.34.1", "3.6.4", None, "downgrades are not supported"),
         ("v1.34.1", "v2.0.0", "3.6.4", None, "across major versions"),
-        ("v1.36.1", "v1.37.0", "3.6.8", None, "not supported"),
+        ("v1.37.1", "v1.38.0", "3.7.0", None,
+         "Kubernetes v1.38 is newer than this version of bootstrap knows; the newest "
+         "supported is v1.37"),
+        # etcd: never down (a patch either), one minor at a time, from 3.6.11+ to 3.7,
+        # never with a control plane older than kubeadm pairs it with.
+        ("v1.36.3", "v1.37.2", "3.6.16", "3.6.12", "bootstrap does not downgrade etcd"),
+        ("v1.37.2", "v1.37.2", "3.7.1", "3.7.0", "bootstrap does not downgrade etcd"),
+        ("v1.36.3", "v1.37.2", "3.5.24", None, "etcd upgrades one minor at a time"),
+        ("v1.35.4", "v1.36.3", "3.5.24", "3.7.0", "etcd upgrades one minor at a time"),
+        ("v1.36.3", "v1.37.2", "3.6.8", None, "needs every 3.6 member at 3.6.11 or later"),
+        ("v1.36.3", "v1.37.2", "3.6.10", "3.7.4", "needs every 3.6 member at 3.6.11"),
+        ("v1.32.4", "v1.33.5", "3.5.24", "3.6.16",
+         "etcd 3.6 needs a control plane of v1.34 or newer"),
+        ("v1.33.5", "v1.33.5", "3.6.16", "3.7.0",
+         "etcd 3.7 needs a control plane of v1.34 or newer"),
         ("v1.33.5", "v1.34.1", "3.6.4", "3.5.21", "older minor than the cluster's etcd"),
         ("v1.33.5", "latest", "3.5.21", None, "not a version"),
     ],
@@ -304,6 +325,23 @@ def test_skip_hint_names_the_next_minor() -> None:
     with pytest.raises(UsageError) as err:
         plan_upgrade("v1.32.0", "v1.34.1", cluster_etcd="3.5.16")
     assert err.value.hint == "upgrade one minor at a time: first --to v1.33.x"
+
+
+def test_etcd_refusal_hints_name_the_step_first() -> None:
+    with pytest.raises(UsageError) as err:
+        plan_upgrade("v1.36.3", "v1.37.2", cluster_etcd="3.6.8")
+    assert err.value.hint == (
+        "first move etcd within 3.6: --to v1.36.3 --etcd-version 3.6.11 "
+        "(or a newer 3.6 patch)"
+    )
+    with pytest.raises(UsageError) as err:
+        plan_upgrade("v1.36.3", "v1.37.2", cluster_etcd="3.5.24")
+    assert err.value.hint == (
+        "first --to v1.36.3 --etcd-version 3.6.x (the newest patch of that minor)"
+    )
+    with pytest.raises(UsageError) as err:
+        plan_upgrade("v1.37.2", "v1.38.1", cluster_etcd="3.7.0")
+    assert err.value.hint == "the newest this bootstrap can upgrade to is v1.37.x"
 
 
 def test_versions_read_from_manifests() -> None:

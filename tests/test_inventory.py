@@ -62,9 +62,9 @@ def problems_of(text: str, source: Path | None = None) -> list[str]:
 def test_example_loads_with_expected_values() -> None:
     inv = load(EXAMPLE)
     assert inv.cluster_name == "kubernetes"
-    assert inv.kubernetes_version == "v1.34.1"
-    assert inv.kubernetes_minor == (1, 34)
-    assert inv.etcd_version == "3.6.4"
+    assert inv.kubernetes_version == "v1.37.2"
+    assert inv.kubernetes_minor == (1, 37)
+    assert inv.etcd_version == "3.7.0"
     assert inv.control_plane_host == "k8s-api.example.internal"
     assert inv.control_plane_port == 6443
     assert inv.control_plane_endpoint == "k8s-api.example.internal:6443"
@@ -125,14 +125,17 @@ def test_etcd_version_defaults_to_kubeadms_choice(minor: tuple[int, int], etcd: 
 
 
 def test_etcd_mapping_is_kubeadms() -> None:
+    # What the newest patch release of each kubeadm minor deploys for its own minor
+    # (constants.go of kubeadm v1.34.4, v1.35.4, v1.36.3, v1.37.2; docs/v1.37.md).
     assert DEFAULT_ETCD_FOR_MINOR == {
         (1, 30): "3.5.12",
-        (1, 31): "3.5.15",
-        (1, 32): "3.5.16",
-        (1, 33): "3.5.21",
-        (1, 34): "3.6.4",
+        (1, 31): "3.5.24",
+        (1, 32): "3.5.24",
+        (1, 33): "3.5.24",
+        (1, 34): "3.6.5",
         (1, 35): "3.6.6",
         (1, 36): "3.6.8",
+        (1, 37): "3.7.0",
     }
 
 
@@ -389,10 +392,10 @@ def test_version_pair_differing_from_kubeadm_warns() -> None:
     inv = load_text("etcdVersion: 3.5.21-0\n" + MINIMAL)
     assert inv.etcd_version == "3.5.21-0"
     assert inv.warnings == (
-        "etcdVersion (line 1): etcd 3.5.21-0 differs from 3.6.4, the version kubeadm "
+        "etcdVersion (line 1): etcd 3.5.21-0 differs from 3.6.5, the version kubeadm "
         "deploys with Kubernetes v1.34",
     )
-    assert load_text("etcdVersion: 3.6.4-0\n" + MINIMAL).warnings == ()
+    assert load_text("etcdVersion: 3.6.5-0\n" + MINIMAL).warnings == ()
 
 
 def test_cert_outliving_ca_warns() -> None:
@@ -930,11 +933,13 @@ def _pod_default_flags() -> dict[str, set[str]]:
     """Every flag components.py computes, over the inventory shapes that change the set
     (podSubnet, encryption, etcd 3.5 vs 3.6, a joining member, each supported minor)."""
     from bootstrap.components import EtcdCluster, pod_facts
-    from bootstrap.inventory.versions import SUPPORTED_KUBERNETES_MINORS
+    from bootstrap.inventory.versions import SUPPORTED_KUBERNETES_MINORS, etcd_too_new_for
 
     found: dict[str, set[str]] = {c: set() for c in COMPONENTS}
     for minor in SUPPORTED_KUBERNETES_MINORS:
-        for etcd in ("3.5.21", "3.6.4"):
+        for etcd in ("3.5.21", "3.6.4", "3.7.0"):
+            if etcd_too_new_for(tuple(map(int, etcd.split("."))), minor):
+                continue  # a pair the loader refuses (kubeadm never deploys it)
             for extra in ("networking: {podSubnet: 10.244.0.0/16}\n", "encryptionAtRest: false\n"):
                 inv = load_text(
                     f"kubernetesVersion: v{minor[0]}.{minor[1]}.0\netcdVersion: {etcd}\n"

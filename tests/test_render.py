@@ -35,6 +35,7 @@ from render_support import (
     GOLDEN_DIR,
     REPO_ROOT,
     example_inventory,
+    example_inventory_137,
     fake_mounted_files,
     full_cluster,
     ipv6_inventory,
@@ -82,6 +83,8 @@ def _join_cp3() -> dict[str, dict[str, FileSpec]]:
 
 SCENARIOS: dict[str, Callable[[], dict[str, dict[str, FileSpec]]]] = {
     "ipv4-example": lambda: _whole_cluster(example_inventory()),
+    # inventory.example.yaml today: Kubernetes v1.37.2 with kubeadm's etcd 3.7.0.
+    "ipv4-k8s137-etcd37": lambda: _whole_cluster(example_inventory_137()),
     "ipv6-etcd351-k8s131": lambda: _whole_cluster(ipv6_inventory()),
     "join-existing": _join_cp3,
 }
@@ -173,7 +176,7 @@ def test_deterministic_across_hash_seeds() -> None:
         assert proc.returncode == 0, proc.stderr
         results.append(json.loads(proc.stdout))
     assert results[0] == results[1]
-    assert len(results[0]) == 4 * (3 + 3 + 1)
+    assert len(results[0]) == 4 * (3 + 3 + 3 + 1)
     # And identical to this process's own rendering.
     here = {
         f"{name}/{master}{path}": hashlib.sha256(spec.content).hexdigest()
@@ -267,7 +270,11 @@ def _check_pod_shape(doc: dict[str, Any], component: str, mounted: dict[str, Fil
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_manifests_are_valid_static_pods(scenario: str) -> None:
-    inventories = {"ipv4-example": example_inventory(), "join-existing": example_inventory()}
+    inventories = {
+        "ipv4-example": example_inventory(),
+        "join-existing": example_inventory(),
+        "ipv4-k8s137-etcd37": example_inventory_137(),
+    }
     inventory = inventories.get(scenario) or ipv6_inventory()
     for master_name, files in render_scenario(scenario).items():
         master = inventory.master(master_name)
@@ -295,8 +302,10 @@ def _container(pods: dict[str, Any], component: str) -> dict[str, Any]:
 
 VERSION_MATRIX = [
     (k8s, etcd)
-    for k8s in ("v1.30.14", "v1.31.4", "v1.32.0", "v1.33.5", "v1.34.1", "v1.35.0", "v1.36.2")
-    for etcd in ("3.4.23", "3.5.1", "3.5.10", "3.5.11", "3.6.4")
+    for k8s in (
+        "v1.30.14", "v1.31.4", "v1.32.0", "v1.33.5", "v1.34.1", "v1.35.0", "v1.36.2", "v1.37.2"
+    )
+    for etcd in ("3.4.23", "3.5.1", "3.5.10", "3.5.11", "3.6.4", "3.6.16", "3.7.0", "3.7.4")
 ]
 
 
@@ -386,6 +395,68 @@ def test_version_table(k8s: str, etcd: str) -> None:
     assert ("flexvolume-dir" in kcm_volumes) == (minor < 36)
     for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         assert _container(pods, component)["image"] == f"registry.k8s.io/{component}:{k8s}"
+
+
+def test_example_inventory_is_the_v137_scenario() -> None:
+    """inventory.example.yaml, loaded, renders exactly the ipv4-k8s137-etcd37 goldens."""
+    from bootstrap.inventory import load
+
+    loaded = load(REPO_ROOT / "inventory.example.yaml")
+    assert (loaded.kubernetes_version, loaded.etcd_version) == ("v1.37.2", "3.7.0")
+    assert loaded.warnings == ()
+    model = example_inventory_137()
+    for master in loaded.masters:
+        mine = render_manifests(
+            loaded, master, fake_mounted_files(loaded, master), full_cluster(loaded)
+        )
+        theirs = render_manifests(
+            model, model.master(master.name), fake_mounted_files(model, master),
+            full_cluster(model),
+        )
+        assert {p: f.content for p, f in mine.items()} == {
+            p: f.content for p, f in theirs.items()
+        }
+
+
+def test_v137_etcd37_has_no_experimental_flag_anywhere() -> None:
+    for master, files in render_scenario("ipv4-k8s137-etcd37").items():
+        for path, spec in files.items():
+            assert b"--experimental-" not in spec.content, f"{master}{path}"
+        etcd = parsed(files[manifest_path("etcd")])["spec"]["containers"][0]
+        assert etcd["image"] == "registry.k8s.io/etcd:3.7.0-0"
+        flags = dict(_flags(etcd))
+        assert flags["feature-gates"] == "InitialCorruptCheck=true"
+        assert flags["watch-progress-notify-interval"] == "5s"
+        api = parsed(files[manifest_path("kube-apiserver")])["spec"]["containers"][0]
+        assert api["image"] == "registry.k8s.io/kube-apiserver:v1.37.2"
+
+
+def test_v137_renders_like_v136_but_for_the_images() -> None:
+    """kubeadm v1.37.2's manifests.go, volumes.go, etcd/local.go and staticpod/utils.go
+    render what v1.36.3's do (docs/v1.37.md): only the image tags may differ."""
+    old = _render_one(example_inventory_137(kubernetes_version="v1.36.3", etcd_version="3.6.8"))
+    new = _render_one(example_inventory_137())
+    for component in COMPONENTS:
+        before, after = old[component], new[component]
+        b_container, a_container = before["spec"]["containers"][0], after["spec"]["containers"][0]
+        assert b_container.pop("image") != a_container.pop("image")
+        for pod in (before, after):  # the digest covers the images too
+            pod["metadata"]["annotations"].pop(CONFIG_DIGEST_ANNOTATION, None)
+        assert before == after, component
+
+
+def test_removed_etcd_flag_is_refused_at_render() -> None:
+    # The loader refuses it with field and line; a model built in code is caught here.
+    inventory = example_inventory_137(
+        extra_args={"etcd": {"experimental-initial-corrupt-check": "true"}}
+    )
+    with pytest.raises(InputError, match="use --feature-gates=InitialCorruptCheck=true"):
+        _render_one(inventory)
+    accepted = example_inventory_137(
+        etcd_version="3.6.16", extra_args={"etcd": {"experimental-compaction-batch-limit": "9"}}
+    )
+    flags = dict(_flags(_container(_render_one(accepted), "etcd")))
+    assert flags["experimental-compaction-batch-limit"] == "9"  # 3.6 still takes it
 
 
 def test_apiserver_and_etcd_flags_ipv4() -> None:

@@ -65,7 +65,10 @@ from .versions import (
     DEFAULT_ETCD_FOR_MINOR,
     SUPPORTED_ETCD_MINORS,
     SUPPORTED_KUBERNETES_MINORS,
+    etcd_too_new_for,
     minor_text,
+    removed_etcd_flag,
+    unsupported_kubernetes,
 )
 from .yamltext import HINT, compose, decode
 
@@ -188,7 +191,10 @@ class _Loader:
         etcd_sans = self.sans(certs, "etcdExtraSANs")
         encryption = _default(top, "encryptionAtRest", top.boolean("encryptionAtRest"), True)
         ca_cert_dirs = self.ca_cert_dirs(top)
-        extra_args = self.extra_args(top.section("extraArgs", COMPONENTS, what="component"))
+        extra_args = self.extra_args(
+            top.section("extraArgs", COMPONENTS, what="component"),
+            formats.parse_etcd_version(etcd_version) if etcd_version else None,
+        )
         timeouts = self.timeouts(top.section("timeouts", TIMEOUTS_KEYS))
 
         ssh_defaults = self.ssh_layer(top.section("ssh", SSH_KEYS))
@@ -258,12 +264,10 @@ class _Loader:
         if version is None:
             return None
         if version[:2] not in SUPPORTED_KUBERNETES_MINORS:
-            first, last = SUPPORTED_KUBERNETES_MINORS[0], SUPPORTED_KUBERNETES_MINORS[-1]
             self.report.error(
                 "kubernetesVersion",
                 node,
-                f"unsupported version {echo(text)}: supported are "
-                f"v{minor_text(first)} to v{minor_text(last)}",
+                f"unsupported version {echo(text)}: {unsupported_kubernetes(version[:2])}",
             )
             return None
         return "v" + text.removeprefix("v"), version
@@ -287,6 +291,10 @@ class _Loader:
                 f"unsupported version {echo(text)}: supported are {minor_text(first)}.x "
                 f"to {minor_text(last)}.x",
             )
+            return None
+        too_new = etcd_too_new_for(version, kubernetes[1][:2]) if kubernetes else None
+        if too_new is not None:
+            self.report.error("etcdVersion", node, too_new)
             return None
         if kubernetes and wanted and formats.parse_etcd_version(wanted) != version:
             self.report.warn(
@@ -450,7 +458,10 @@ class _Loader:
 
     # --- sections ----------------------------------------------------------------------
 
-    def extra_args(self, sec: Section) -> dict[str, dict[str, str]]:
+    def extra_args(
+        self, sec: Section, etcd: tuple[int, int, int] | None
+    ) -> dict[str, dict[str, str]]:
+        """``etcd``: the etcd version, to refuse flags it no longer has (None: unknown)."""
         result: dict[str, dict[str, str]] = {}
         for component in sec.pairs:
             flags = sec.section(component, None)
@@ -475,6 +486,10 @@ class _Loader:
                         )
                         listed = True
                     self.report.error(path, key_node, message)
+                    continue
+                removed = removed_etcd_flag(etcd, flag) if component == "etcd" and etcd else None
+                if removed is not None:
+                    self.report.error(path, key_node, removed)
                     continue
                 value = _flag_value(self.report, path, value_node)
                 if value is None:

@@ -24,6 +24,8 @@ CA_NAMES = (CA, FRONT_PROXY_CA, ETCD_CA)
 KUBEADM_CLUSTER_ADMINS = "kubeadm:cluster-admins"
 SYSTEM_MASTERS = "system:masters"
 SYSTEM_NODES = "system:nodes"
+# From this Kubernetes minor apiserver-kubelet-client has no O (bootstrap/rbac.py binds it).
+KUBELET_CLIENT_UNBOUND_SINCE = (1, 36)
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,10 @@ def apiserver_spec(inventory: Inventory, master: Master) -> CertSpec:
 
 def _kubelet_client_orgs(inventory: Inventory) -> tuple[str, ...]:
     # kubeadm 1.29-1.35 put the client in kubeadm:cluster-admins (§2.2). kubeadm 1.36
-    # dropped the O and binds the user to system:kubelet-api-admin with a
-    # ClusterRoleBinding instead (§11.2, k/k #138957), so we follow the target minor.
-    if inventory.kubernetes_minor >= (1, 36):
+    # (backported into its patch releases; v1.36.3 and v1.37.2 read) dropped the O and
+    # binds the user to system:kubelet-api-admin with a ClusterRoleBinding instead (§11.2,
+    # k/k #138957; bootstrap/rbac.py creates it), so we follow the target minor.
+    if inventory.kubernetes_minor >= KUBELET_CLIENT_UNBOUND_SINCE:
         return ()
     return (KUBEADM_CLUSTER_ADMINS,)
 
