@@ -20,8 +20,10 @@ deps:
 
 # kube-apiserver, controller-manager, scheduler, kubectl, etcd, etcdctl, etcdutl built from
 # their Go modules (lab/kubebin/), cached in ~/.cache/bootstrap-lab: minutes cold, seconds warm.
+# etcd 3.7 too (a minute cold): tests/test_etcd_minors.py runs each minor's real etcd.
 bins: venv
 	$(BIN)/python -m lab bins
+	$(BIN)/python -m lab bins --etcd v3.7.4 >/dev/null
 
 lint: venv
 	$(BIN)/ruff check bootstrap lab tests bench
