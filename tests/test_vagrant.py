@@ -155,6 +155,63 @@ def test_systemd_drop_in_replaces_exec_start_with_the_wrapper() -> None:
     assert "install -d -m 0700 /etc/kubernetes/manifests" in provision
     assert "SystemdCgroup = true" in provision
     assert "apt-mark hold kubelet kubectl cri-tools" in provision
+    assert '"$FILES/containerd.service"' in provision
+
+
+# --- container runtime and cgroups (Kubernetes 1.36+) -----------------------------------
+
+
+def _shell_default(name: str) -> str:
+    return _default(rf'{name}="\$\{{{name}:-([^}}]+)\}}"', PROVISION.read_text(), "master.sh")
+
+
+def test_containerd_is_2_2_or_newer_from_verified_upstream_releases() -> None:
+    """Debian 12's containerd is 1.6, which Kubernetes 1.36+ does not support (2.2+ is):
+    the VMs get containerd and runc from their release files, checksums verified."""
+    text = PROVISION.read_text()
+    major, minor, _patch = (int(x) for x in _shell_default("CONTAINERD_VERSION").split("."))
+    assert (major, minor) >= (2, 2)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", _shell_default("RUNC_VERSION"))
+    install = re.search(r"^install_containerd\(\) \{\n(.*?)^\}", text, re.M | re.S)
+    assert install, "no install_containerd() in master.sh"
+    body = install.group(1)
+    # Not from Debian: no apt install of containerd/runc, and Debian's are removed.
+    for line in body.splitlines():
+        if "apt-get install" in line:
+            assert "containerd" not in line and "runc" not in line, line
+    assert "apt-get purge -y -q containerd runc" in body
+    assert "sha256sum -c" in text and body.count("fetch_verified ") == 2
+    assert "containerd-$CONTAINERD_VERSION-linux-amd64.tar.gz.sha256sum" in body
+    assert "runc.sha256sum" in body
+    # containerd 2.x config (version 3): the pause image key is `sandbox`.
+    assert "sandbox_image" not in body and "sandbox = '$PAUSE_IMAGE'" in body
+    assert _shell_default("PAUSE_IMAGE") == "registry.k8s.io/pause:3.10.2"  # kubeadm v1.37
+
+
+def test_the_check_refuses_a_too_old_containerd_version() -> None:
+    script = 'v="$2"; source "$1" 192.168.56.11; CONTAINERD_VERSION="$v"; check_inputs'
+    env = {"PATH": "/usr/bin:/bin", "FILES": str(FILES)}
+    for version, ok in (("1.7.24", False), ("2.1.4", False), ("2.2.0", True), ("2.3.4", True)):
+        done = subprocess.run(
+            ["bash", "-c", script, "t", str(PROVISION), version],
+            capture_output=True, text=True, env=env,
+        )
+        assert (done.returncode == 0) == ok, (version, done.stderr)
+        if not ok:
+            assert "must be 2.2.0 or newer" in done.stderr
+
+
+def test_cgroup_v2_is_required_and_kubelet_keeps_refusing_v1() -> None:
+    """Kubelet 1.35+ refuses cgroup v1 unless failCgroupV1: false: we keep it refusing
+    and provisioning checks the VM runs cgroup v2 before installing anything."""
+    for name in ("kubelet-config.yaml", "kubelet-config-standalone.yaml"):
+        assert _load_yaml(FILES / name)["failCgroupV1"] is True
+    text = PROVISION.read_text()
+    assert "/sys/fs/cgroup/cgroup.controllers" in text
+    main = re.search(r"^main\(\) \{\n(.*?)^\}", text, re.M | re.S)
+    assert main
+    steps = main.group(1).split()
+    assert steps.index("require_cgroup_v2") < steps.index("install_containerd")
 
 
 # --- the wrapper that chooses standalone or registered mode ------------------------------
@@ -212,7 +269,8 @@ def test_inventory_loads_and_matches_the_vagrantfile() -> None:
     assert inventory.cluster_name == "vagrant"
     assert [(m.name, str(m.address)) for m in inventory.masters] == _vagrantfile_masters()
     assert inventory.control_plane_endpoint == f"{inventory.masters[0].address}:6443"
-    assert inventory.etcd_semver == (3, 6, 4)
+    assert inventory.etcd_semver == (3, 7, 0)  # kubeadm v1.37.2's etcd
+    assert inventory.kubernetes_minor == (1, 37)
     for master in inventory.masters:
         assert master.ssh.user == "vagrant"
         assert master.ssh.sudo is True
