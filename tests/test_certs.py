@@ -387,3 +387,50 @@ def test_db_copies_count_as_kept_snapshots(tmp_path: Path) -> None:
     (tmp_path / copy).write_bytes(b"x")
     (tmp_path / "etcd-lab-notes.db").write_bytes(b"x")
     assert [p.name for p in kept_snapshots(tmp_path)] == [copy]
+
+
+def _upgrade_diff(have: tuple[str, str], target: str, pinned: str | None = None) -> str:
+    """What `upgrade --dry-run` prints for cp1's etcd and kube-apiserver manifests: the
+    versions plan_upgrade picks, rendered, diffed against the running ones (push's diff)."""
+    import dataclasses as dc
+
+    from render_support import example_inventory_137, fake_mounted_files, full_cluster
+
+    from bootstrap.push import manifest_diff
+    from bootstrap.render import render_manifests
+
+    plan = plan_upgrade(have[0], target, cluster_etcd=have[1], pinned_etcd=pinned)
+    running = example_inventory_137(kubernetes_version=have[0], etcd_version=have[1])
+    wanted = dc.replace(running, kubernetes_version=plan.kubernetes_to, etcd_version=plan.etcd_to)
+    out = []
+    for component in ("etcd", "kube-apiserver"):
+        path = f"/etc/kubernetes/manifests/{component}.yaml"
+        old, new = (
+            render_manifests(inv, inv.masters[0], fake_mounted_files(inv, inv.masters[0]),
+                             full_cluster(inv))[path]
+            for inv in (running, wanted)
+        )
+        out.append(manifest_diff(old.content, new))
+    return "".join(out)
+
+
+def test_dry_run_diff_136_to_137_is_the_images() -> None:
+    diff = _upgrade_diff(("v1.36.3", "3.6.16"), "v1.37.2")
+    assert "-    image: registry.k8s.io/etcd:3.6.16-0\n" in diff
+    assert "+    image: registry.k8s.io/etcd:3.7.0-0\n" in diff
+    assert "-    image: registry.k8s.io/kube-apiserver:v1.36.3\n" in diff
+    assert "+    image: registry.k8s.io/kube-apiserver:v1.37.2\n" in diff
+    changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    # Nothing but the images and the config digest (which covers them) moves: kubeadm
+    # v1.37.2 renders flags, probes and volumes as v1.36.3 does.
+    assert all("image:" in ln or "config-digest" in ln for ln in changed), changed
+    assert "experimental" not in diff
+
+
+def test_dry_run_diff_shows_the_etcd_flag_forms_changing() -> None:
+    diff = _upgrade_diff(("v1.33.5", "3.5.24"), "v1.34.4")
+    assert "-    - --experimental-initial-corrupt-check=true\n" in diff
+    assert "+    - --feature-gates=InitialCorruptCheck=true\n" in diff
+    assert "-    - --experimental-watch-progress-notify-interval=5s\n" in diff
+    assert "+    - --watch-progress-notify-interval=5s\n" in diff
+    assert "+    image: registry.k8s.io/etcd:3.6.5-0\n" in diff
