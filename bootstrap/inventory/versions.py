@@ -31,11 +31,12 @@ SUPPORTED_KUBERNETES_MINORS: tuple[Minor, ...] = tuple(sorted(DEFAULT_ETCD_FOR_M
 NEWEST_KUBERNETES_MINOR: Minor = SUPPORTED_KUBERNETES_MINORS[-1]
 SUPPORTED_ETCD_MINORS: tuple[Minor, ...] = ((3, 4), (3, 5), (3, 6), (3, 7))
 
-# The oldest Kubernetes minor kubeadm pairs with each etcd minor: kubeadm never maps a
-# minor below 1.34 to etcd 3.6 (v1.34.4 keeps 31-33 on 3.5.24; "we must not add 3.6
-# etcd to < .33 releases", k/k #132865 review), and v1.37.2's map pairs 3.7.0 with 34-36.
+# The oldest Kubernetes minor kubeadm accepts each etcd minor with: 3.6 not below 1.33
+# ("we must not add 3.6 etcd to < .33 releases ... please change only 33 and 34",
+# kubeadm's maintainer on k/k #132865; released maps start 3.6 at 1.34), and 3.7 not
+# below 1.34 (kubeadm v1.37.2's map pairs 3.7.0 with 34-36, nothing older).
 ETCD_MIN_KUBERNETES: dict[Minor, Minor] = {
-    (3, 6): (1, 34),
+    (3, 6): (1, 33),
     (3, 7): (1, 34),
 }
 
