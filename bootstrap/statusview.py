@@ -42,11 +42,21 @@ done
 """
 
 # What the host itself says about its etcd: is the client port listening, and in which
-# state is the process (T: stopped, e.g. SIGSTOP; D: stuck in the kernel)?
-_ETCD_SCRIPT = """
+# state is the process (T: stopped, e.g. SIGSTOP; D: stuck in the kernel)? The process is
+# the one that holds the listening socket (a container's process name is not always
+# "etcd"), or any process named etcd.
+_ETCD_SCRIPT = f"""
 echo @@listen; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 echo @@etcd
-for p in $(pgrep -x etcd 2>/dev/null); do
+port=$(printf ':%04X' {ETCD_CLIENT_PORT})
+inodes=$(awk -v p="$port" '$4 == "0A" && substr($2, length($2) - 4) == p {{print $10}}' \
+  /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u)
+pids=$(pgrep -x etcd 2>/dev/null)
+for i in $inodes; do
+  found=$(find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\\[$i\\]" 2>/dev/null | cut -d/ -f3)
+  pids="$pids $found"
+done
+for p in $(printf '%s\\n' $pids | sort -u); do
   printf '%s ' "$p"; sed -n 's/^State:[[:space:]]*//p' /proc/$p/status 2>/dev/null
 done
 """
