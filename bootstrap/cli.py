@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from bootstrap import __version__
-from bootstrap.errors import BootstrapError, UsageError
+from bootstrap.errors import BootstrapError, UsageError, plural
 from bootstrap.stdio import say
 
 if TYPE_CHECKING:
@@ -226,7 +226,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     session.options = dataclasses.replace(session.options, offline=True)  # never ask hosts
     written = write_trees(session.plans, args.out)
     session.console.event(
-        "render", f"{written} files for {len(session.plans)} masters in {args.out}"
+        "render",
+        f"{plural(written, 'file')} for {plural(len(session.plans), 'master')} in {args.out}",
     )
     return 0
 
@@ -237,7 +238,7 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
     names = ", ".join(f"{m.name} ({m.address})" for m in inventory.masters)
     console.out(
         f"{args.file}: ok: cluster {inventory.cluster_name}, "
-        f"{len(inventory.masters)} masters: {names}"
+        f"{plural(len(inventory.masters), 'master')}: {names}"
     )
     return 0
 
@@ -297,7 +298,7 @@ def _init(args: argparse.Namespace, only: str | None) -> int:
         if total == 0:
             session.console.out("init: 0 changed: the control plane was already converged")
         else:
-            session.console.out(f"init: {total} files changed on {', '.join(hosts)}")
+            session.console.out(f"init: {plural(total, 'file')} changed on {', '.join(hosts)}")
         return 0
     finally:
         session.close()

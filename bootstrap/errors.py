@@ -22,6 +22,11 @@ def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
     return f"{text[:limit]}... ({len(text)} characters)"
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """"1 voter", "3 voters" (``words`` for irregular plurals)."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
 def echo(value: object, limit: int = ECHO_LIMIT) -> str:
     """A user-given value quoted for a message (repr), cut to ``limit`` characters.
 
@@ -106,6 +111,12 @@ class HostUnreachable(TransportError):
 
 class AuthenticationFailed(TransportError):
     pass
+
+
+class IdentityFileError(InputError, AuthenticationFailed):
+    """The inventory's SSH identity file cannot be used (missing, not a file, readable by
+    others, encrypted, not a key). Bad input, checked before any connection: exit 2.
+    Still an AuthenticationFailed for callers that handle login problems."""
 
 
 class HostKeyUnknown(TransportError):

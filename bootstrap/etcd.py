@@ -307,7 +307,7 @@ class EtcdClient:
                 raise LearnerNotReady(
                     f"learner {member_id:x} is not in sync with the leader yet",
                     hint="the new member must be running and have caught up; retry until the "
-                    "promote timeout (timeouts.etcd_promote in the inventory)",
+                    "promote timeout (timeouts.etcdPromote in the inventory)",
                 ) from None
             if _ERR_NOT_LEARNER in lowered:
                 return  # already a voter
@@ -430,8 +430,10 @@ class EtcdClient:
             return EtcdUnreachable(
                 f"{where}: no answer to {what} within {timeout:g}s",
                 kind="timeout",
-                hint="the member may be stopped, overloaded or partitioned, or the cluster has "
-                "lost quorum (requests that go through raft wait for a leader)",
+                # What this one call tells, no more: whether the cluster has quorum is
+                # for the caller to say (verify prints it beside this hint).
+                hint="the member may be stopped, overloaded or cut off from its peers "
+                "(a request through raft also waits while the member has no leader)",
             )
         if code == grpc.StatusCode.UNAVAILABLE:
             return EtcdUnreachable(

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 
 from bootstrap import checks
 from bootstrap.components import EtcdCluster
-from bootstrap.errors import BootstrapError, EtcdError, OperationError, UsageError, WaitTimeout
+from bootstrap.errors import (
+    BootstrapError,
+    EtcdError,
+    OperationError,
+    UsageError,
+    WaitTimeout,
+    plural,
+)
 from bootstrap.etcd import LearnerNotReady, Member, MemberNotFound, Status
 from bootstrap.etcdview import ClusterView, etcd_client, probe_cluster, require_members
 from bootstrap.inventory.model import ETCD_DATA_DIR, MANIFESTS_DIR, Inventory, Master
@@ -228,7 +235,7 @@ def begin_init(session: Session) -> None:
     voting = sorted((m.name or m.hex_id for m in voters(members)), key=lambda n: order.get(n, 99))
     session.console.event(
         "etcd",
-        f"cluster exists: {len(voting)} voters ({', '.join(voting)}), leader "
+        f"cluster exists: {plural(len(voting), 'voter')} ({', '.join(voting)}), leader "
         f"{view.name_of(view.leader())}; joining {names} one at a time after the existing "
         "masters converge",
     )
@@ -445,7 +452,7 @@ def join_one(session: Session, joiner: Master) -> float:
     session.console.event(
         PHASE,
         f"etcd manifest: --initial-cluster-state={cluster.state}, --initial-cluster of "
-        f"{len(cluster.initial_cluster)} members",
+        f"{plural(len(cluster.initial_cluster), 'member')}",
         joiner.name,
     )
     push_subset(

@@ -23,7 +23,7 @@ from typing import Literal
 import yaml
 
 from bootstrap.components import EtcdCluster
-from bootstrap.errors import StateError
+from bootstrap.errors import StateError, plural
 from bootstrap.etcd import Member
 from bootstrap.inventory.model import Inventory, Master
 
@@ -313,7 +313,10 @@ def removal_verdict(target: Member, members: Sequence[Member], healthy: set[int]
     all_voters = voters(members)
     if target.is_learner:
         return RemovalVerdict(
-            True, f"{len(all_voters)} voters stay (removing a learner does not change quorum)", ""
+            True,
+            f"{plural(len(all_voters), 'voter')} {'stays' if len(all_voters) == 1 else 'stay'} "
+            "(removing a learner does not change quorum)",
+            "",
         )
     remaining = [m for m in all_voters if m.id != target.id]
     if not remaining:
@@ -326,7 +329,8 @@ def removal_verdict(target: Member, members: Sequence[Member], healthy: set[int]
     need = quorum(len(remaining))
     up = [m for m in remaining if m.id in healthy]
     summary = (
-        f"{len(remaining)} voters remain ({len(up)} answering), quorum {need}, "
+        f"{plural(len(remaining), 'voter')} {'remains' if len(remaining) == 1 else 'remain'} "
+        f"({len(up)} answering), quorum {need}, "
         f"fault tolerance {fault_tolerance(len(remaining))}"
     )
     if len(up) < need:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from bootstrap import masterroll
 from bootstrap.certs import HostCerts, read_host_certs, renew_labels
-from bootstrap.errors import OperationError
+from bootstrap.errors import OperationError, plural
 from bootstrap.inventory.model import PKI_DIR
 from bootstrap.session import Session
 
@@ -96,7 +96,7 @@ def renew_cluster(session: Session, names: Sequence[str], *, keep: int = 5) -> i
         (c.not_valid_after_utc for h in after.values() for c in h.certs.values()), default=None
     )
     session.console.out(
-        f"certs renew: {len(labels)} certificates re-issued; "
+        f"certs renew: {plural(len(labels), 'certificate')} re-issued; "
         f"{'all masters at once' if all_at_once else 'master by master'}; "
         f"renewed: {', '.join(state.done) or 'none'}"
         + (f"; unchanged: {', '.join(state.unchanged)}" if state.unchanged else "")

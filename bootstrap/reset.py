@@ -238,6 +238,25 @@ def _forget(session: Session, name: str) -> None:
         save_record(session.state_dir, record)
 
 
+def _kubeconfigs_text(session: Session, master: Master) -> str:
+    """The kubeconfigs bootstrap put on this master, by name (the wipe also removes
+    kubeadm's others where present): a count of all six misled on a master with four."""
+    from bootstrap.kubeconfig import kubeconfig_specs
+
+    first = session.inventory.masters[0].name
+    ours = [
+        spec.file_name
+        for spec in kubeconfig_specs(master.name)
+        if not (spec.first_master_only and master.name != first)
+    ]
+    others = [p.rsplit("/", 1)[1] for p in KUBECONFIGS if p.rsplit("/", 1)[1] not in ours]
+    return (
+        f"the kubeconfigs {', '.join(ours)} (and {', '.join(others)} where present)"
+        if others
+        else f"the kubeconfigs {', '.join(ours)}"
+    )
+
+
 def _target(session: Session, name: str) -> Target:
     try:
         return Target(name, session.inventory.master(name))
@@ -431,7 +450,7 @@ def reset(session: Session, name: str | None, *, yes: bool, dry_run: bool) -> in
             session.console.event(
                 "reset",
                 f"would delete {len(MANIFESTS)} manifests, wait for the pods to stop, then "
-                f"delete {', '.join(WIPED_DIRS)}, {len(KUBECONFIGS)} kubeconfigs and "
+                f"delete {', '.join(WIPED_DIRS)}, {_kubeconfigs_text(session, master)} and "
                 f"{ETCD_DATA_DIR}/*",
                 master.name,
             )

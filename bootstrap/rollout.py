@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from bootstrap import checks
-from bootstrap.errors import OperationError, PreflightFailed
+from bootstrap.errors import OperationError, PreflightFailed, plural
 from bootstrap.inventory.model import KUBERNETES_DIR, MANIFESTS_DIR, PKI_DIR, Master
 from bootstrap.model import RemoteHost
 from bootstrap.phases import Phase
@@ -67,7 +67,7 @@ def run_preflight(session: Session) -> None:
 
     # Every inventory master, new ones (pending joins) included.
     everyone = session.inventory.masters
-    session.console.event("preflight", f"connecting to {len(everyone)} masters")
+    session.console.event("preflight", f"connecting to {plural(len(everyone), 'master')}")
     facts = session.each_host(lambda _m, host: preflight.gather(host), everyone)
     findings = preflight.evaluate(
         list(facts.values()),

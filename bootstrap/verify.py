@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bootstrap import httpcheck
-from bootstrap.errors import BootstrapError, UsageError
+from bootstrap.errors import BootstrapError, UsageError, plural
 from bootstrap.etcd import Alarm, EtcdClient, Member, Status, TLSFiles, health_path, probe_health
 from bootstrap.inventory.model import (
     API_PORT,
@@ -179,11 +179,16 @@ class VerifyReport:
         failures = self.failures
         lines.append("")
         if failures:
-            lines.append(f"{len(failures)} check(s) failed:")
+            # Each distinct hint once, below the failures that share it: one stopped
+            # member fails six checks, all with the same advice.
+            hints = list(dict.fromkeys(r.hint for r in failures if r.hint))
+            lines.append(f"{plural(len(failures), 'check')} failed:")
             for r in failures:
-                lines.append(f"  {r.master} {r.check}: {r.detail}")
-                if r.hint:
-                    lines.append(f"      hint: {r.hint}")
+                ref = f" [{hints.index(r.hint) + 1}]" if r.hint and len(hints) > 1 else ""
+                lines.append(f"  {r.master} {r.check}: {r.detail}{ref}")
+            if len(hints) == 1:
+                lines.append(f"  hint: {hints[0]}")
+            lines += [f"  hint: [{n}] {hint}" for n, hint in enumerate(hints, 1) if len(hints) > 1]
         elif self.ok():
             lines.append("all checks passed")
         else:
@@ -393,7 +398,9 @@ def _members_check(master: str, members: list[Member], expected: Expected) -> Ch
             hints.append(f"remove it on a master: `{_ETCDCTL} member remove {m.hex_id}`")
     if problems:
         return _result(master, "etcd-members", False, "; ".join(problems), "; ".join(hints))
-    return _result(master, "etcd-members", True, f"{len(members)} members match the inventory")
+    verb = "matches" if len(members) == 1 else "match"
+    matching = f"{plural(len(members), 'member')} {verb} the inventory"
+    return _result(master, "etcd-members", True, matching)
 
 
 def _etcd_results(
@@ -436,7 +443,10 @@ def _etcd_results(
             else:
                 out.append(
                     _result(
-                        master, "etcd-voters", True, f"all {len(view.members)} members are voters"
+                        master,
+                        "etcd-voters",
+                        True,
+                        f"every member is a voter ({plural(len(view.members), 'member')})",
                     )
                 )
         # leader

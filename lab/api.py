@@ -38,6 +38,7 @@ from lab.config import (
     HOSTS_DIR,
     INVENTORY,
     KNOWN_HOSTS,
+    LAB_CMD,
     NS_DIR,
     RECORD,
     REPO,
@@ -88,7 +89,7 @@ def require_root() -> None:
     if os.geteuid() != 0:
         raise LabError(
             "the lab needs root (network/mount/PID namespaces, bridge, routes, sshd)",
-            hint="run as root: sudo .venv/bin/python -m lab ...",
+            hint=f"run as root: sudo {LAB_CMD.replace('python', '.venv/bin/python')} ...",
             exit_code=2,
         )
 
@@ -135,7 +136,7 @@ def up(
         if present:
             raise LabError(
                 "a lab is already up (or left over): " + ", ".join(present),
-                hint="use it, or run `python -m lab down` first",
+                hint=f"use it, or run `{LAB_CMD} down` first",
             )
         netsetup.preflight(lab)
         rec: dict[str, Any] = {
@@ -488,7 +489,7 @@ def down(log: Log = _quiet) -> bool:
         if left:
             raise LabError(
                 "lab down left things behind:\n  " + "\n  ".join(left),
-                hint="run `python -m lab down` again; the record is kept",
+                hint=f"run `{LAB_CMD} down` again; the record is kept",
             )
         _clean_data(rec)
         record.remove()
@@ -522,7 +523,7 @@ def enter_argv(name: str) -> list[str]:
     entry = _host_entry(name)
     init = _live_init(name, entry)
     if init is None:
-        raise LabError(f"lab host {name} is not running", hint="python -m lab status")
+        raise LabError(f"lab host {name} is not running", hint=f"{LAB_CMD} status")
     return ["nsenter", f"--target={init}", "--net", "--mount", "--uts", "--pid",
             "--root", "--wd", "--"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import api, kubebin
-from lab.config import DEFAULT_SUBNET, LabError
+from lab.config import DEFAULT_SUBNET, INSTANCE, LAB_BOOTSTRAP_STATE, LAB_CMD, LabError
 
 
 def _say(msg: str) -> None:
@@ -36,8 +36,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     for note in info.notes:
         _say(f"  note: {note}")
     _say(f"inventory: {info.inventory}")
-    _say(f"next: bootstrap init --inventory {info.inventory}; tear down: python -m lab down")
+    _say(next_hint(info.inventory))
     return 0
+
+
+def next_hint(inventory: Path) -> str:
+    """What to run next, for this instance (its state dir, its LAB_INSTANCE)."""
+    state = f" --state-dir {LAB_BOOTSTRAP_STATE}" if INSTANCE else ""
+    return f"next: bootstrap init --inventory {inventory}{state}; tear down: {LAB_CMD} down"
 
 
 def cmd_bins(args: argparse.Namespace) -> int:

@@ -26,6 +26,13 @@ KNOWN_HOSTS = SSH_DIR / "known_hosts"
 INVENTORY = STATE / "masters.yaml"
 BOOTSTRAP_STATE = REPO / ".bootstrap"  # the tool's local PKI: hidden from every host
 
+# How to call this instance's CLI in hints: without LAB_INSTANCE a copied command acts
+# on the default lab, not this one.
+LAB_CMD = f"LAB_INSTANCE={INSTANCE} python -m lab" if INSTANCE else "python -m lab"
+# The tool's state dir for this instance's cluster (every instance's cluster is named
+# "lab"; the default .bootstrap/lab would be shared between instances).
+LAB_BOOTSTRAP_STATE = BOOTSTRAP_STATE / f"lab{_SUFFIX}"
+
 PREFIX = f"bslab{INSTANCE}"  # netns names, veth names and the bridge all start with it
 BRIDGE = f"{PREFIX}0"
 DEFAULT_SUBNET = f"10.213.{int(INSTANCE or 0)}.0/24"

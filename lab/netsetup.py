@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from lab.config import BRIDGE, PREFIX, HostSpec, LabError, LabPlan
+from lab.config import BRIDGE, LAB_CMD, PREFIX, HostSpec, LabError, LabPlan
 
 SAFETY_METRIC = "9999"
 
@@ -118,7 +118,7 @@ def preflight(lab: LabPlan) -> None:
     for route in subnet_routes(lab.subnet):
         raise LabError(
             f"the lab subnet {lab.subnet} is already routed here: {json.dumps(route)}",
-            hint="a leftover lab? run `python -m lab down`; else pick another --subnet",
+            hint=f"a leftover lab? run `{LAB_CMD} down`; else pick another --subnet",
         )
     for link in _ip_json(["addr", "show"]):
         for addr in link.get("addr_info", []):

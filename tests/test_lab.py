@@ -303,14 +303,46 @@ def test_down_leaves_nothing(lab: LabInfo) -> None:
     assert api.down() is False  # nothing to tear down
 
 
-def test_cli_refuses_without_root() -> None:
-    """Not marked root-only in spirit: runs as `nobody` through setpriv when we are root."""
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-         sys.executable, "-m", "lab", "status"],
-        capture_output=True, text=True, env=env, cwd="/", check=False,
+def _nobody(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv],
+        capture_output=True, text=True, check=False, timeout=60, **kwargs,
     )
+
+
+def _interpreter_for_nobody() -> str:
+    """A Python `nobody` may run: the venv's may lie inside a checkout only root can read,
+    so its real file or the system's is tried next (the lab CLI needs only the stdlib)."""
+    candidates = [sys.executable, os.path.realpath(sys.executable),
+                  getattr(sys, "_base_executable", ""), "/usr/bin/python3"]
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        if _nobody(candidate, "-c", "import sys; assert sys.version_info >= (3, 11)",
+                   cwd="/").returncode == 0:
+            return candidate
+    pytest.fail(f"no Python 3.11+ that nobody may run among {candidates}")
+
+
+def test_cli_refuses_without_root() -> None:
+    """Runs as `nobody` through setpriv. Independent of where the checkout lives (issue
+    16.14): a clone under a 0700 `mktemp -d` is unreadable for nobody, so the lab package
+    is copied to a world-readable directory and run from there."""
+    import shutil
+    import tempfile
+
+    copy_root = Path(tempfile.mkdtemp(prefix="bootstrap-lab-as-nobody-"))
+    try:
+        shutil.copytree(
+            REPO / "lab", copy_root / "lab",
+            ignore=shutil.ignore_patterns(".state*", "kubebin", "__pycache__", "*.pyc"),
+            copy_function=shutil.copyfile,  # modes: set below, whatever the clone's were
+        )
+        for path in [copy_root, *copy_root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(copy_root),
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        proc = _nobody(_interpreter_for_nobody(), "-m", "lab", "status", env=env, cwd="/")
+    finally:
+        shutil.rmtree(copy_root, ignore_errors=True)
     assert proc.returncode == 2, proc.stderr
     assert "needs root" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -191,6 +191,10 @@ def test_one_member_down_fails_that_master_and_reports_quorum_held(
     assert not report.ok() and exit_code(report) == 1
     table = report.table()
     assert "m2 etcd-health" in table and "hint:" in table
+    print(table)
+    # Each distinct hint once, however many checks share it.
+    hint_lines = [line for line in table.splitlines() if "hint:" in line]
+    assert len(hint_lines) == len(set(hint_lines)) == len({r.hint for r in report.failures})
 
 
 def test_two_members_down_reports_quorum_lost(cluster: EtcdCluster, pki: EtcdPKI) -> None:

@@ -16,10 +16,11 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import paramiko
 
-from bootstrap.errors import BootstrapError, TransportError
+from bootstrap.errors import BootstrapError, IdentityFileError, TransportError
 from bootstrap.inventory.model import Master
 from bootstrap.transport.connection import (
     AUTH_TIMEOUT,
@@ -29,6 +30,7 @@ from bootstrap.transport.connection import (
     DEFAULT_COMMAND_TIMEOUT,
     Endpoint,
     jump_connector,
+    load_identity_file,
     open_client,
     tcp_connector,
 )
@@ -62,9 +64,9 @@ def connect(
 ) -> SSHHost:
     """One verified, authenticated connection to ``master`` (through its jump host if set).
 
-    ``accept_new_host_keys`` (or ``ssh.host_key_policy: accept-new``) records unknown host
-    keys; it never replaces a changed one. Notices about recorded keys are logged and kept
-    in ``SSHHost.notices``.
+    ``accept_new_host_keys`` (or the inventory's ``ssh.hostKeyPolicy: accept-new``) records
+    unknown host keys; it never replaces a changed one. Notices about recorded keys are
+    logged and kept in ``SSHHost.notices``.
     """
     ssh = master.ssh
     accept_new = accept_new_host_keys or ssh.host_key_policy == "accept-new"
@@ -90,6 +92,7 @@ def connect(
             user=jh.user,
             identity_file=jh.identity_file,
             connect_timeout=ssh.connect_timeout,
+            identity_key="ssh.jumpHost.identityFile",
         )
         jump_client = open_client(
             jump, known, tcp_connector(jump), accept_new=accept_new, notify=notices.append
@@ -118,6 +121,7 @@ def connect_all(
     fails, the connections that succeeded are closed and one error names every failure."""
     if not masters:
         return {}
+    check_identity_files(masters)
     hosts: dict[str, SSHHost] = {}
     failures: list[tuple[str, BaseException]] = []
     with ThreadPoolExecutor(
@@ -146,6 +150,25 @@ def connect_all(
     raise _combined(failures)
 
 
+def check_identity_files(masters: Sequence[Master]) -> None:
+    """Every identity file the masters name, checked once before any connection; one
+    error names the file and the masters using it (not one line per master)."""
+    users: dict[tuple[Path, str], list[str]] = {}
+    for m in masters:
+        if m.ssh.identity_file is not None:
+            users.setdefault((m.ssh.identity_file, "ssh.identityFile"), []).append(m.name)
+        jump = m.ssh.jump_host
+        if jump is not None and jump.identity_file is not None:
+            users.setdefault((jump.identity_file, "ssh.jumpHost.identityFile"), []).append(m.name)
+    for (path, key), names in users.items():
+        try:
+            load_identity_file(path, key=key)
+        except IdentityFileError as e:
+            raise IdentityFileError(
+                f"{e.message} (used by {', '.join(names)})", hint=e.hint
+            ) from None
+
+
 def _combined(failures: list[tuple[str, BaseException]]) -> TransportError:
     """One error naming every failed host; the common type when all failed the same way
     (e.g. every key unknown), so callers can still tell what happened."""
@@ -157,6 +180,14 @@ def _combined(failures: list[tuple[str, BaseException]]) -> TransportError:
         if issubclass(only, TransportError):
             cls = only
     lines = [f"could not connect to {len(failures)} hosts:"]
-    lines += [f"  {name}: {e}" for name, e in failures]
+    # The error's own text already starts with the host when it names one ("m1: ...").
+    lines += [f"  {_named(name, e)}" for name, e in failures]
     hints = list(dict.fromkeys(e.hint for e in errors if e.hint))
-    return cls("\n".join(lines), hint="; ".join(hints) if hints else None)
+    # One hint per line (the CLI indents them), never several hosts' hints on one line.
+    return cls("\n".join(lines), hint="\n".join(hints) if hints else None)
+
+
+def _named(name: str, error: BaseException) -> str:
+    """The error's text led by the host's name, once ("m1: ...", not "m1: m1: ...")."""
+    text = str(error)
+    return text if text.startswith((f"{name}:", f"{name} (")) else f"{name}: {text}"

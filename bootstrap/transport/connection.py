@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import random
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from bootstrap.errors import (
     HostKeyMismatch,
     HostKeyUnknown,
     HostUnreachable,
+    IdentityFileError,
     OperationTimeout,
     TransportError,
 )
@@ -69,6 +72,7 @@ class Endpoint:
     user: str
     identity_file: Path | None
     connect_timeout: float
+    identity_key: str = "ssh.identityFile"  # the inventory key that names identity_file
 
 
 SockFactory = Callable[[], Any]  # returns a connected socket or a direct-tcpip channel
@@ -82,7 +86,7 @@ def tcp_connector(ep: Endpoint) -> SockFactory:
             raise HostUnreachable(
                 f"cannot resolve {ep.host}: {e.strerror}",
                 host=ep.label,
-                hint="check ssh_host/address in the inventory and DNS",
+                hint="check masters[].sshHost (or address) in the inventory, and DNS",
             ) from None
         except ConnectionRefusedError:
             raise _Transient(
@@ -97,7 +101,7 @@ def tcp_connector(ep: Endpoint) -> SockFactory:
                 HostUnreachable(
                     f"no answer from {ep.host}:{ep.port} within {ep.connect_timeout:g} s",
                     host=ep.label,
-                    hint="check the address, routing and firewalls; raise ssh.connect_timeout "
+                    hint="check the address, routing and firewalls; raise ssh.connectTimeout "
                     "for slow links",
                 )
             ) from None
@@ -136,8 +140,8 @@ def jump_connector(jump: paramiko.SSHClient, jump_label: str, target: Endpoint) 
                     f"jump host {jump_label} could not open a connection to "
                     f"{target.host}:{target.port}: {e.text}",
                     host=target.label,
-                    hint="check that the jump host can reach the master's ssh_host and port, "
-                    "and that its sshd allows TCP forwarding",
+                    hint="check that the jump host can reach the master's sshHost (or "
+                    "address) and ssh.port, and that its sshd allows TCP forwarding",
                 )
             ) from None
         except (paramiko.SSHException, EOFError, OSError) as e:
@@ -150,32 +154,72 @@ def jump_connector(jump: paramiko.SSHClient, jump_label: str, target: Endpoint) 
     return open_channel
 
 
-def _load_identity(ep: Endpoint) -> paramiko.PKey | None:
-    if ep.identity_file is None:
-        return None
-    path = ep.identity_file.expanduser()
-    hint = "check ssh.identity_file in the inventory"
+IDENTITY_HINT = "check {key} (or masters[].ssh.identityFile) in the inventory"
+
+
+def check_identity_file(
+    path: Path, *, key: str = "ssh.identityFile", host: str | None = None
+) -> Path:
+    """What OpenSSH checks before it uses a private key, checked before any connection:
+    the file exists, is a regular file, and is not accessible by others when it is ours
+    (ssh refuses it: "UNPROTECTED PRIVATE KEY FILE"). Returns the expanded path."""
+    expanded = path.expanduser()
+    hint = IDENTITY_HINT.format(key=key)
+    try:
+        st = expanded.stat()
+    except FileNotFoundError:
+        raise IdentityFileError(
+            f"identity file {expanded} does not exist", host=host, hint=hint
+        ) from None
+    except OSError as e:
+        raise IdentityFileError(
+            f"cannot read identity file {expanded}: {e.strerror}", host=host, hint=hint
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise IdentityFileError(
+            f"identity file {expanded} is not a regular file", host=host, hint=hint
+        )
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        raise IdentityFileError(
+            f"identity file {expanded} is accessible by others (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}): OpenSSH refuses such a private key",
+            host=host,
+            hint=f"chmod 600 {expanded}",
+        )
+    return expanded
+
+
+def load_identity_file(
+    path: Path, *, key: str = "ssh.identityFile", host: str | None = None
+) -> paramiko.PKey:
+    """The private key at ``path``, after check_identity_file; IdentityFileError (exit 2)
+    when it cannot be used. Local only: called for every file before any connection."""
+    path = check_identity_file(path, key=key, host=host)
+    hint = IDENTITY_HINT.format(key=key)
     try:
         return paramiko.PKey.from_path(path)
     # cryptography signals an encrypted key without a password with TypeError.
     except (paramiko.PasswordRequiredException, TypeError):
-        raise AuthenticationFailed(
+        raise IdentityFileError(
             f"identity file {path} is encrypted",
-            host=ep.label,
-            hint="load it into ssh-agent (ssh-add) and leave ssh.identity_file unset",
-        ) from None
-    except FileNotFoundError:
-        raise AuthenticationFailed(
-            f"identity file {path} does not exist", host=ep.label, hint=hint
+            host=host,
+            hint=f"load it into ssh-agent (ssh-add) and leave {key} unset",
         ) from None
     except OSError as e:
-        raise AuthenticationFailed(
-            f"cannot read identity file {path}: {e.strerror}", host=ep.label, hint=hint
+        raise IdentityFileError(
+            f"cannot read identity file {path}: {e.strerror}", host=host, hint=hint
         ) from None
     except (paramiko.SSHException, ValueError) as e:
-        raise AuthenticationFailed(
-            f"cannot load identity file {path} as a private key: {e}", host=ep.label, hint=hint
+        reason = str(e).split(". See https://", 1)[0]  # cryptography's FAQ link: noise here
+        raise IdentityFileError(
+            f"cannot load identity file {path} as a private key: {reason}", host=host, hint=hint
         ) from None
+
+
+def _load_identity(ep: Endpoint) -> paramiko.PKey | None:
+    if ep.identity_file is None:
+        return None
+    return load_identity_file(ep.identity_file, key=ep.identity_key, host=ep.label)
 
 
 def _attempt(
@@ -236,7 +280,7 @@ def _attempt(
             + f": {e}",
             host=ep.label,
             hint=f"check that the public key is in {ep.user}'s authorized_keys on the host, "
-            "and ssh.user / ssh.identity_file in the inventory",
+            "and ssh.user / ssh.identityFile in the inventory",
         ) from None
     except TimeoutError:
         client.close()

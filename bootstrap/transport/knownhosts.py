@@ -116,7 +116,7 @@ def removal_hint(known_hosts: Path, name: str) -> str:
 def unknown_hint(known_hosts: Path, host: str, port: int) -> str:
     return (
         "verify the fingerprint out of band, then re-run with --accept-new-host-keys "
-        f"(or set ssh.host_key_policy: accept-new), or add it yourself: "
+        f"(or set ssh.hostKeyPolicy: accept-new), or add it yourself: "
         f"ssh-keyscan -p {port} {host} >> {known_hosts}"
     )
 
