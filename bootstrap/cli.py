@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from bootstrap import __version__
-from bootstrap.errors import BootstrapError, UsageError, plural
+from bootstrap.errors import BootstrapError, UsageError, plural, shorten
 from bootstrap.stdio import say
 
 if TYPE_CHECKING:
@@ -87,8 +87,16 @@ def add_delivery_args(p: argparse.ArgumentParser, *, nested: bool = False) -> No
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with what it echoes bounded: one argument may be 128 KiB long and
+    argparse repeats a bad value whole ("invalid choice: '...'")."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(shorten(message, 500))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bootstrap",
         description="Bootstrap a highly-available Kubernetes control plane with stacked etcd.",
     )

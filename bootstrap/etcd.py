@@ -39,7 +39,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet  # type: ignore[impor
 from pyetcd import etcdrpc
 
 from bootstrap import httpcheck
-from bootstrap.errors import EtcdError
+from bootstrap.errors import EtcdError, shorten
 from bootstrap.memfile import describe
 
 T = TypeVar("T")
@@ -593,7 +593,7 @@ def _member_from_pb(m: Any) -> Member:
 
 def _member_from_json(doc: Any) -> Member:
     if not isinstance(doc, dict):
-        raise EtcdError(f"unexpected member in etcd's answer: {doc!r}")
+        raise EtcdError(f"unexpected member in etcd's answer: {shorten(repr(doc), 300)}")
     return Member(
         id=int(doc.get("ID", 0)),
         name=str(doc.get("name", "")),

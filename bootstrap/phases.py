@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bootstrap.errors import BootstrapError, UsageError
+from bootstrap.errors import BootstrapError, UsageError, echo
 from bootstrap.session import Session
 
 
@@ -53,7 +53,9 @@ def find(phases: Sequence[Phase], name: str) -> Phase:
     for p in phases:
         if p.name == name:
             return p
-    raise UsageError(f"unknown phase {name!r}", hint="phases: " + ", ".join(p.name for p in phases))
+    raise UsageError(
+        f"unknown phase {echo(name)}", hint="phases: " + ", ".join(p.name for p in phases)
+    )
 
 
 def run_phases(

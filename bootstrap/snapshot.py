@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bootstrap.errors import EtcdError, OperationError
 from bootstrap.inventory.model import ETCD_CLIENT_PORT, ETCD_DATA_DIR
+from bootstrap.localfs import naming
 from bootstrap.pki.store import ensure_dir
 from bootstrap.session import Session
 
@@ -104,7 +105,7 @@ def take_snapshot(
             with EtcdClient(
                 "127.0.0.1", port, etcd_tls(session, name), timeout=10,
                 label=member_label(session, name),
-            ) as client:
+            ) as client, naming(target):  # a full disk names the file, not only ENOSPC
                 info = client.snapshot(target)
         except EtcdError as exc:
             errors.append(f"{name}: {exc.message.splitlines()[0]}")
@@ -150,10 +151,14 @@ def copy_member_db(session: Session, *, keep: int = DEFAULT_KEEP, phase: str = "
             continue
         tmp = directory / f".{target.name}.partial.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with naming(target), os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:  # a full disk: no partial copy of the database stays
+            tmp.unlink(missing_ok=True)
+            raise
         try:
             revision = bolt_max_revision(tmp)
         except ValueError as exc:

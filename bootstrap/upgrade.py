@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from bootstrap.errors import BootstrapError, UsageError
+from bootstrap.errors import BootstrapError, UsageError, echo
 from bootstrap.inventory.model import MANIFESTS_DIR, Master, parse_version
 from bootstrap.inventory.versions import (
     DEFAULT_ETCD_FOR_MINOR,
@@ -65,7 +65,7 @@ def _parse(text: str, what: str) -> Version:
         return parse_version(text)
     except ValueError:
         raise UsageError(
-            f"{what} {text!r} is not a version", hint="use vMAJOR.MINOR.PATCH"
+            f"{what} {echo(text)} is not a version", hint="use vMAJOR.MINOR.PATCH"
         ) from None
 
 

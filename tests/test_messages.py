@@ -151,3 +151,24 @@ def test_lab_hints_carry_the_instance(instance: str) -> None:
     else:
         assert "tear down: python -m lab down" in out and "LAB_INSTANCE" not in out, out
         assert "--state-dir" not in out
+
+
+def test_inventory_check_does_not_point_at_a_flag_it_was_not_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bootstrap.cli import main
+
+    assert main(["inventory", "check", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.yaml" in err and "No such file" in err
+    assert "--inventory" not in err, err
+
+
+def test_argparse_errors_do_not_echo_a_huge_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    from bootstrap.cli import main
+
+    huge = "y" * 100_000
+    assert main(["verify", "-i", "x.yaml", "-o", huge]) == 2
+    assert main(["init", "-i", "x.yaml", "--components", huge]) == 2
+    err = capsys.readouterr().err
+    assert huge not in err and len(err) < 3000, len(err)
