@@ -22,12 +22,13 @@ def check_local_args(args: argparse.Namespace) -> None:
     delivery = getattr(args, "delivery", None) or "file"
     serve_url = getattr(args, "serve_url", None)
     if delivery == "http":
-        if not serve_url:
+        if not serve_url and not getattr(args, "serve_url_optional", False):
             raise UsageError(
                 "--delivery http needs --serve-url (the URL of the running `bootstrap serve`)",
                 hint="e.g. --serve-url https://10.213.5.1:8443; see docs/http-source.md",
             )
-        check_serve_url(serve_url)
+        if serve_url:
+            check_serve_url(serve_url)
     elif serve_url:
         raise UsageError("--serve-url is only used with --delivery http")
     templates = getattr(args, "templates", None)
@@ -148,6 +149,14 @@ def _add_master_args(args: argparse.Namespace, inventory: Inventory, _state: Pat
 
 
 def _reset_args(args: argparse.Namespace, inventory: Inventory, _state: Path) -> None:
+    import sys
+
+    if not args.dry_run and not args.yes and not sys.stdin.isatty():
+        raise UsageError(
+            "reset deletes the control plane's files and etcd data and needs confirmation, "
+            "but stdin is not a terminal",
+            hint="pass --yes (or --dry-run to see what it would do)",
+        )
     if args.master is not None:
         check_master_name(
             inventory,

@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_ssh_args(p)
     p.add_argument("--templates", type=Path)
     add_delivery_args(p)
-    p.set_defaults(func=cmd_plan)
+    # plan shows what http delivery would publish without a server (a placeholder URL).
+    p.set_defaults(func=cmd_plan, serve_url_optional=True)
 
     p = sub.add_parser("init", help="bring the control plane up (idempotent)")
     add_inventory_args(p)

@@ -1098,3 +1098,22 @@ def test_a_thousand_problems_list_the_first_fifty() -> None:
     assert len(info.value.problems) > 1000
     shown = str(info.value)
     assert shown.count("\n  - ") == 50 and "more" in shown.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("section", "needle"),
+    [
+        ("extraArgs:\n  etcd:\n" + "".join(f"    f{i}: x\n" for i in range(201)),
+         "201 flags: at most 200 per component"),
+        ("extraArgs:\n  etcd:\n    snapshot-count: " + "9" * 8193 + "\n",
+         "8193 characters: at most 8192"),
+        ("certificates:\n  apiServerExtraSANs: ["
+         + ", ".join(f"n{i}.example" for i in range(101)) + "]\n",
+         "101 names: at most 100"),
+    ],
+)
+def test_what_an_inventory_may_ask_to_render_is_bounded(section: str, needle: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        load_text(section + MINIMAL)
+    (problem,) = info.value.problems
+    assert needle in problem and len(problem) < 300

@@ -113,6 +113,7 @@ CASES = {
     ),
     "add-master-unknown": (["add-master", "m9"], "'m9' is not a master of the inventory"),
     "reset-unknown-master": (["reset", "--master", "m9", "--yes"], "not a master"),
+    "reset-unconfirmed-without-a-terminal": (["reset"], "stdin is not a terminal"),
     "renew-a-ca": (["certs", "renew", "ca"], "never renewed"),
     "renew-unknown-name": (["certs", "renew", "apiserverr"], "cannot renew apiserverr"),
 }
@@ -188,6 +189,7 @@ def test_ignore_preflight_errors_knows_every_check_name() -> None:
         ("world-readable", "accessible by others (mode 0644)"),
         ("directory", "not a regular file"),
         ("not-a-key", "cannot load identity file"),
+        ("huge", "too large to be a private key"),
     ],
 )
 def test_identity_file_problems_are_bad_input(
@@ -201,6 +203,8 @@ def test_identity_file_problems_are_bad_input(
         key.chmod(0o640)
     elif setup == "world-readable":
         key.chmod(0o644)
+    elif setup == "huge":
+        key.write_bytes(b"x" * (1 << 20))
     elif setup == "directory":
         key.unlink()
         key.mkdir()
@@ -247,3 +251,15 @@ def test_several_hosts_failing_are_named_once_each_with_one_hint_per_line() -> N
     assert "m1: m1:" not in text and text.count("m1: host key") == 1, text
     hint_lines = [line for line in text.splitlines() if "ssh-keyscan" in line]
     assert len(hint_lines) == 3 and all(line.count("ssh-keyscan") == 1 for line in hint_lines)
+
+
+def test_plan_may_show_http_delivery_without_a_server() -> None:
+    """plan prints what would be published (a placeholder URL); init needs the server."""
+    from bootstrap.argcheck import check_local_args
+    from bootstrap.cli import build_parser
+    from bootstrap.errors import UsageError
+
+    parser = build_parser()
+    check_local_args(parser.parse_args(["plan", "-i", "x.yaml", "--delivery", "http"]))
+    with pytest.raises(UsageError, match="needs --serve-url"):
+        check_local_args(parser.parse_args(["init", "-i", "x.yaml", "--delivery", "http"]))

@@ -41,6 +41,12 @@ CERTS_CHECK_WARN_DAYS = 30
 # An inventory of seven masters with every setting is about 2 KiB; reading and validating
 # 1 MiB takes about a second, where 50 MB took 27 s and 173 MB of memory.
 MAX_INVENTORY_BYTES = 1 << 20
+# What one inventory may ask to render: kube components have about 150 flags, the
+# longest real values (cipher suites, feature gates) are well under 8 KiB, and every
+# extra SAN is copied into each certificate of its kind on each master.
+MAX_EXTRA_ARGS = 200
+MAX_FLAG_VALUE = 8192
+MAX_EXTRA_SANS = 100
 
 TOP_KEYS: tuple[str, ...] = (
     "clusterName",

@@ -37,6 +37,9 @@ from .fields import (
     MAX_CA_VALIDITY_SECONDS,
     MAX_CERT_VALIDITY_SECONDS,
     MAX_CONNECT_TIMEOUT_SECONDS,
+    MAX_EXTRA_ARGS,
+    MAX_EXTRA_SANS,
+    MAX_FLAG_VALUE,
     MAX_INVENTORY_BYTES,
     MAX_MASTERS,
     MAX_TIMEOUT_SECONDS,
@@ -390,6 +393,13 @@ class _Loader:
             san = self.report.check(path, node, formats.check_san, text)
             if san is not None and san not in sans:
                 sans.append(san)
+        if len(sans) > MAX_EXTRA_SANS:
+            self.report.error(
+                sec.child(key),
+                sec.value_node(key),
+                f"{len(sans)} names: at most {MAX_EXTRA_SANS} (each is in every certificate "
+                "of its kind)",
+            )
         return tuple(sans)
 
     def ca_cert_dirs(self, top: Section) -> tuple[str, ...]:
@@ -494,6 +504,11 @@ class _Loader:
                 value = _flag_value(self.report, path, value_node)
                 if value is None:
                     continue
+                if len(value) > MAX_FLAG_VALUE:
+                    self.report.error(
+                        path, value_node, f"{len(value)} characters: at most {MAX_FLAG_VALUE}"
+                    )
+                    continue
                 error, warning = managed_flags.check_value(component, flag, value)
                 if error is not None:
                     self.report.error(path, value_node, error)
@@ -501,6 +516,12 @@ class _Loader:
                 if warning is not None:
                     self.report.warn(path, value_node, warning)
                 values[flag] = value
+            if len(flags.pairs) > MAX_EXTRA_ARGS:
+                self.report.error(
+                    flags.path,
+                    flags.node,
+                    f"{len(flags.pairs)} flags: at most {MAX_EXTRA_ARGS} per component",
+                )
             result[component] = values
         return result
 

@@ -155,6 +155,8 @@ def jump_connector(jump: paramiko.SSHClient, jump_label: str, target: Endpoint) 
 
 
 IDENTITY_HINT = "check {key} (or masters[].ssh.identityFile) in the inventory"
+# An RSA-16384 key in PEM is about 12 KiB; a larger file is not a key and is not read whole.
+MAX_IDENTITY_BYTES = 64 * 1024
 
 
 def check_identity_file(
@@ -178,6 +180,12 @@ def check_identity_file(
     if not stat.S_ISREG(st.st_mode):
         raise IdentityFileError(
             f"identity file {expanded} is not a regular file", host=host, hint=hint
+        )
+    if st.st_size > MAX_IDENTITY_BYTES:
+        raise IdentityFileError(
+            f"identity file {expanded} holds {st.st_size} bytes: too large to be a private key",
+            host=host,
+            hint=hint,
         )
     if st.st_uid == os.getuid() and st.st_mode & 0o077:
         raise IdentityFileError(
