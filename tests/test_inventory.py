@@ -966,6 +966,9 @@ def test_every_computed_flag_is_classified_for_extra_args() -> None:
         # the port bootstrap relies on, so setting it is refused all the same.
         stale = set(MANAGED[component]) - names - {"secure-port"}
         assert stale == set(), f"{component}: managed but never rendered {sorted(stale)}"
+        # Warned-about flags that are not rendered: the component's default is relied on.
+        stale = set(WARNED[component]) - names - {"bind-address", "leader-elect"}
+        assert stale == set(), f"{component}: warned about but never rendered {sorted(stale)}"
 
 
 @pytest.mark.parametrize(
@@ -1004,6 +1007,10 @@ def test_legitimate_overrides_warn_loudly_and_harmless_ones_do_not() -> None:
     assert inv.extra_args["kube-apiserver"]["service-account-issuer"] == "https://issuer.example"
     refused = "extraArgs:\n  kube-apiserver: {authorization-mode: AlwaysAllow}\n" + MINIMAL
     assert "admin.conf is bound through RBAC" in load_text(refused).warnings[0]
+    # A single listen address breaks the clients or the checks; every address is fine.
+    assert load_text("extraArgs: {kube-apiserver: {bind-address: '::'}}\n" + MINIMAL)
+    with pytest.raises(InventoryError, match="leave it unset"):
+        load_text("extraArgs: {kube-apiserver: {bind-address: 10.0.0.11}}\n" + MINIMAL)
 
 
 @pytest.mark.parametrize(

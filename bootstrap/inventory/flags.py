@@ -104,6 +104,10 @@ WARNED: dict[str, dict[str, str]] = {
         "SSH tunnel and the kubelet probes the first URL",
     },
     "kube-apiserver": {
+        # Not rendered (the default listens everywhere), but a single address breaks
+        # either the clients (loopback only) or bootstrap's checks (the master's address).
+        "bind-address": "clients reach the apiserver at masters[].address and bootstrap's "
+        "checks on the master's loopback",
         "service-account-issuer": "changing it invalidates every service account token "
         "already issued",
         "authorization-mode": "admin.conf is bound through RBAC and nodes through Node: "
@@ -168,6 +172,10 @@ def check_value(component: str, flag: str, value: str) -> tuple[str | None, str 
     if why is None:
         return None, None
     items = [v.strip() for v in value.split(",")]
+    if name == "bind-address" and component == "kube-apiserver":
+        if value not in ("0.0.0.0", "::"):
+            return f"{echo(value)}: {why}; leave it unset (every address) or use 0.0.0.0 / ::", None
+        return None, None
     if name == "bind-address":
         if value not in _LOOPBACK_OR_ANY:
             return f"{echo(value)}: {why}; use 127.0.0.1 (the default) or 0.0.0.0 / ::", None
