@@ -133,14 +133,15 @@ def _candidates(state_dir: Path) -> Iterable[Path]:
                 yield entry
 
 
-def find_state_dir(state_dir: Path, wanted: str) -> Path | None:
-    """A state dir nearby whose CA has the fingerprint ``wanted``."""
+def find_state_dirs(state_dir: Path, wanted: str) -> list[Path]:
+    """State dirs nearby whose CA has the fingerprint ``wanted``."""
+    found = []
     for candidate in _candidates(state_dir):
         pem = local_ca(candidate)
         same = candidate.resolve() == state_dir.resolve()
         if pem is not None and not same and fingerprint(pem) == wanted:
-            return candidate
-    return None
+            found.append(candidate)
+    return found
 
 
 def check_ca(session: Session, views: Mapping[str, HostView]) -> None:
@@ -161,14 +162,20 @@ def check_ca(session: Session, views: Mapping[str, HostView]) -> None:
         f"{', '.join(sorted(names))}: CA SHA256 {fp}" for fp, names in sorted(foreign.items())
     )
     biggest = max(foreign.items(), key=lambda kv: len(kv[1]))[0]
-    found = find_state_dir(state_dir, biggest)
-    where = (
-        f"{found} holds that CA: use --state-dir {found}"
-        if found is not None
-        else "use --state-dir with the directory whose pki/ca.crt has that fingerprint "
-        "(`openssl x509 -noout -fingerprint -sha256 -in DIR/pki/ca.crt`), or restore it "
-        "from a backup"
-    )
+    found = find_state_dirs(state_dir, biggest)
+    if len(found) == 1:
+        where = f"{found[0]} holds that CA: use --state-dir {found[0]}"
+    elif found:
+        where = (
+            f"{', '.join(map(str, found))} hold that CA: use --state-dir with the one that is "
+            "current (copies of a state dir can be behind)"
+        )
+    else:
+        where = (
+            "use --state-dir with the directory whose pki/ca.crt has that fingerprint "
+            "(`openssl x509 -noout -fingerprint -sha256 -in DIR/pki/ca.crt`), or restore it "
+            "from a backup"
+        )
     if mine is None:
         detail = (
             f"the state dir {state_dir} holds no cluster CA, but the masters already run a "

@@ -7,6 +7,7 @@ tests/test_hardening_lab.py.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -217,3 +218,13 @@ def test_quorum_line() -> None:
     assert "QUORUM LOST (needs 2)" in quorum_line({"m1": status(1, 1)}, 3, names)
     assert "QUORUM LOST" in quorum_line({}, 3, names)
     assert "no common leader" in quorum_line({"m1": status(1, 0), "m2": status(2, 0)}, 3, names)
+
+
+def test_every_nearby_copy_of_the_right_state_dir_is_named(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ca = ensure_pki(INVENTORY, state).ca().cert_pem
+    shutil.copytree(state, tmp_path / "backup")
+    with pytest.raises(ClusterMismatch) as refused:
+        check_ca(session(tmp_path / "fresh"), running(ca=ca))
+    hint = refused.value.hint or ""
+    assert str(state) in hint and str(tmp_path / "backup") in hint and "current" in hint
