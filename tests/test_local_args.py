@@ -263,3 +263,14 @@ def test_plan_may_show_http_delivery_without_a_server() -> None:
     check_local_args(parser.parse_args(["plan", "-i", "x.yaml", "--delivery", "http"]))
     with pytest.raises(UsageError, match="needs --serve-url"):
         check_local_args(parser.parse_args(["init", "-i", "x.yaml", "--delivery", "http"]))
+
+
+def test_all_and_any_case_stay_valid_preflight_names() -> None:
+    from bootstrap.argcheck import check_preflight_names
+    from bootstrap.errors import UsageError
+
+    check_preflight_names(["all"])
+    check_preflight_names(["ALL", "clockskew", "Port-6443", "dirAvailable--var-lib-etcd"])
+    with pytest.raises(UsageError) as info:
+        check_preflight_names(["Port-6444"])
+    assert "Port-6443" in (info.value.hint or "") and "or all" in (info.value.hint or "")
