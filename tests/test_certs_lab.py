@@ -40,7 +40,7 @@ from lab.api import LabInfo
 from tests.lab_support import lab  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.lab
-VALIDITY = timedelta(hours=1)  # certificates.certValidity below (the minimum)
+VALIDITY = timedelta(hours=2)  # certificates.certValidity below (inside the 30-day window)
 PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
@@ -67,8 +67,7 @@ class Cluster:
 def cluster(lab: LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:  # noqa: F811
     root = tmp_path_factory.mktemp("certs-lab")
     doc = yaml.safe_load(lab.inventory.read_text())
-    doc["kubernetesVersion"] = "v1.33.5"  # upgraded to v1.34 at the end
-    doc["certificates"] = {"certValidity": "1h"}
+    doc["certificates"] = {"certValidity": "2h"}
     # The rollback test waits for a pod that cannot start: keep that wait short.
     doc["timeouts"] = {"componentReady": 30, "etcdQuorum": 60}
     inventory = root / "masters.yaml"
