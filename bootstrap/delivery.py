@@ -406,6 +406,7 @@ def run_control_plane_http(session: Session) -> None:
         rollout._wait_apiservers,
         support=rollout._is_apiserver_config,
     )
+    rollout.settle_apiservers(session)
     checks.ensure_cluster_admins_binding(session)
     for component in ("kube-controller-manager", "kube-scheduler"):
         roll_http(session, "control-plane", component, rollout._wait_component(component))

@@ -184,6 +184,14 @@ def _wait_component(component: str) -> Wait:
     return wait
 
 
+def settle_apiservers(session: Session) -> None:
+    """Every apiserver live with its etcd check before the next step, also those whose
+    manifest did not change: an apiserver whose local etcd member was (re)started in this
+    run reconnects with gRPC back-off (up to ~15 s, floor.md §3), and verify would catch it
+    mid-way (seen with the real kube-apiserver). A healthy cluster answers at once."""
+    _wait_apiservers(session, [m.name for m in session.masters])
+
+
 def run_control_plane(session: Session) -> None:
     if session.options.delivery == "http":
         from bootstrap.delivery import run_control_plane_http
@@ -198,6 +206,7 @@ def run_control_plane(session: Session) -> None:
         lambda c: _is_apiserver_config(c) or apiserver(c),
         _wait_apiservers,
     )
+    settle_apiservers(session)
     checks.ensure_cluster_admins_binding(session)
     for component in ("kube-controller-manager", "kube-scheduler"):
         roll(
