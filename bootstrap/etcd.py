@@ -61,7 +61,11 @@ _ERR_MEMBER_ID_EXISTS = "member id already exist"
 _ERR_MEMBER_NOT_FOUND = "member not found"
 _ERR_TOO_MANY_LEARNERS = "too many learner members"
 
-_TLS_MARKERS = ("handshake", "ssl", "tls", "certificate", "peer name")
+_TLS_MARKERS = ("handshake", "ssl", "tls", "certificate", "peer name", "tsi_data_corrupted")
+# With TLS 1.3 (etcd 3.6+) a server checks the client certificate after the client has
+# finished its handshake; its refusal reaches gRPC as a record it cannot decrypt
+# ("Unwrap failed (TSI_DATA_CORRUPTED)"), not as a certificate alert.
+_TLS13_CLIENT_REFUSAL = "TSI_DATA_CORRUPTED"
 # gRPC's words for a connection the peer reset or closed (before or during the handshake).
 _CUT_MARKERS = ("connection reset by peer", "socket closed", "end of file", "eof")
 _CLIENT_CERT_ALERTS = (
@@ -545,6 +549,14 @@ def _tls_error(where: str, what: str, details: str, tls: TLSFiles) -> EtcdError:
             kind="tls",
             hint="the etcd server cert must be signed by that CA (pki/etcd/ca.crt) and carry "
             "the address you connect to as a SAN",
+        )
+    if _TLS13_CLIENT_REFUSAL in upper:
+        return EtcdUnreachable(
+            f"TLS: {where} refused the client certificate {cert} right after the handshake "
+            f"({short}; with TLS 1.3 that is how a server rejects a client certificate)",
+            kind="tls",
+            hint=f"{cert} must be signed by the etcd CA the member trusts "
+            "(--trusted-ca-file, pki/etcd/ca.crt) and be valid now",
         )
     if any(alert in upper for alert in _CLIENT_CERT_ALERTS):
         return EtcdUnreachable(
