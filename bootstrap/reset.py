@@ -129,14 +129,15 @@ def remove_member(
     others = [m for m in session.inventory.masters if m.name != target.name]
     view = probe_cluster(session, others)
     if view.members is None and target.master is not None and target.name in session.hosts:
-        view = probe_cluster(session, [target.master])  # maybe it is the only one left
+        alone = probe_cluster(session, [target.master])  # maybe it is the only one left
+        if alone.members is not None:
+            view = alone
+        else:  # keep every master's answer for the message
+            view.statuses.update(alone.statuses)
+            view.pods.update(alone.pods)
     if view.members is None:
         down = "; ".join(f"{n}: {view.why_down(n)}" for n in sorted(view.statuses))
-        return Removal(
-            "no-cluster",
-            f"no etcd member answers ({down or 'no master reachable'}): its member could not "
-            "be removed",
-        )
+        return Removal("no-cluster", f"no etcd member answers ({down or 'no master reachable'})")
     if assume_removed:
         view.members = [m for m in view.members if m.id not in assume_removed]
     member = _find_member(target, view.members)
@@ -341,7 +342,7 @@ def _not_removed(session: Session, target: Target, removal: Removal, *, force: b
         return
     if not force:
         raise OperationError(
-            f"{name}'s etcd member could not be removed ({removal.text}); stopping its pods "
+            f"{name}'s etcd member could not be removed: {removal.text}; stopping its pods "
             f"now would leave a member that never answers again in the cluster; {nothing}",
             hint="bring the cluster's etcd back (`bootstrap status`), then retry; --force "
             "stops its pods anyway (RISK: a dead voter stays in etcd and lowers its fault "
@@ -432,7 +433,7 @@ def reset(session: Session, name: str | None, *, yes: bool, dry_run: bool) -> in
             # The rest of the cluster keeps a member for this master that would never answer
             # again: refuse before touching the host (a whole-cluster reset may go on).
             raise OperationError(
-                f"{master.name}'s etcd member could not be removed ({removal.text}); resetting "
+                f"{master.name}'s etcd member could not be removed: {removal.text}; resetting "
                 "it now would leave a dead voter in the cluster; refused: nothing was changed "
                 "on any host",
                 hint="bring the cluster's etcd back (`bootstrap status`), then retry; to tear "
