@@ -129,6 +129,7 @@ def cmd_certs_renew(args: argparse.Namespace) -> int:
 
 
 def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
+    from bootstrap import guard
     from bootstrap.locks import exclusive
     from bootstrap.snapshot import take_snapshot
 
@@ -138,6 +139,7 @@ def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
         # written on the hosts, so their lock is not taken (a snapshot may run beside an
         # upgrade from another machine).
         with exclusive(session, "etcd snapshot", hosts=False):
+            guard.check(session, "etcd snapshot", versions=False)  # wrong state dir: say so
             info = take_snapshot(session, out=args.out, keep=args.keep)
         session.console.out(
             f"etcd snapshot: {info.path} ({info.size} bytes, sha256 {info.sha256}, "
