@@ -347,6 +347,7 @@ def test_wrong_state_dir_refused_before_anything(
         ["remove-master", *wrong, "m3"],
         ["reset", *wrong, "--master", "m3", "--yes"],
         ["upgrade", *wrong, "--to", versions(lab)[0]],
+        ["etcd", "snapshot", *wrong],
     ):
         refused = cli(*args)
         assert refused.returncode == 2, (args, refused.stderr)
