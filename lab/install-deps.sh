@@ -4,8 +4,11 @@
 # everything is present: apt runs only for packages that are missing.
 set -euo pipefail
 
+# gcc, libc6-dev, libseccomp-dev, pkg-config: runc (the kubelet mode's OCI runtime) is
+# built with cgo and libseccomp, as kubeadm's manifests ask for the RuntimeDefault profile.
 packages=(openssh-server openssh-client openssl iproute2 iptables sudo procps util-linux
-          shellcheck ruby make python3-venv ca-certificates)
+          shellcheck ruby make python3-venv ca-certificates
+          gcc libc6-dev libseccomp-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.config import REPO, LabError
+from lab.config import PAUSE_IMAGE, REPO, LabError
 
 MODULES = REPO / "lab" / "kubebin"
 DEFAULT_KUBERNETES = "v1.36.3"  # the newest v1.36 patch the module proxy serves
@@ -40,12 +40,35 @@ KUBE_PROGRAMS = (
     "kube-scheduler",
     "kubectl",
 )
+# Built for the lab's own version only, when its nodes run the real kubelet
+# (`lab up --node kubelet`); a module dir generated before it was added may not pin it.
+KUBE_NODE_PROGRAMS = ("kubelet",)
 ETCD_PROGRAMS = {  # binary name -> package
     "etcd": "go.etcd.io/etcd/server/v3",
     "etcdctl": "go.etcd.io/etcd/etcdctl/v3",
     "etcdutl": "go.etcd.io/etcd/etcdutl/v3",
 }
 COMPLETE = ".complete"  # written last: a build cut off half-way is never reused
+# The node's container runtime and tools (`lab up --node kubelet`), each pinned in its own
+# module dir like Kubernetes and etcd: name -> (upstream module, {binary: package}).
+DEFAULT_CONTAINERD = "v2.3.7"  # 2.3 is containerd's long-term line; Kubernetes 1.36 needs 2.2+
+DEFAULT_CRI_TOOLS = "v1.37.0"
+DEFAULT_RUNC = "v1.4.4"
+# The lab's own pause program (lab/kubebin/pause-v1/main.go, stdlib only): its revision,
+# not an upstream version. The image it becomes is tagged config.PAUSE_IMAGE.
+PAUSE_REVISION = "v1"
+_CONTAINERD = "github.com/containerd/containerd/v2"
+NODE_MODULES: dict[str, tuple[str, dict[str, str]]] = {
+    "containerd": (
+        _CONTAINERD,
+        {p: f"{_CONTAINERD}/cmd/{p}" for p in ("containerd", "containerd-shim-runc-v2", "ctr")},
+    ),
+    "cri-tools": ("sigs.k8s.io/cri-tools", {"crictl": "sigs.k8s.io/cri-tools/cmd/crictl"}),
+    # runc's nsenter is C: built with cgo, and with libseccomp (Debian's libseccomp-dev)
+    # because kubeadm's manifests ask for the RuntimeDefault seccomp profile.
+    "runc": ("github.com/opencontainers/runc", {"runc": "github.com/opencontainers/runc"}),
+    "pause": ("", {"pause": "bootstrap.lab/pause"}),
+}
 GO_FALLBACK = Path("/usr/local/go/bin/go")
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
@@ -71,8 +94,9 @@ def _check_version(kind: str, version: str) -> tuple[int, int, int]:
 class Module:
     """One pinned Go module of ours and the programs it builds."""
 
-    name: str  # "kubernetes" | "etcd"
+    name: str  # "kubernetes" | "etcd" | a key of NODE_MODULES
     version: str
+    node: bool = False  # kubernetes: also the node programs (the kubelet)
 
     @property
     def directory(self) -> Path:
@@ -81,8 +105,20 @@ class Module:
     @property
     def programs(self) -> dict[str, str]:
         if self.name == "kubernetes":
-            return {p: f"k8s.io/kubernetes/cmd/{p}" for p in KUBE_PROGRAMS}
+            names = KUBE_PROGRAMS + (KUBE_NODE_PROGRAMS if self.node else ())
+            return {p: f"k8s.io/kubernetes/cmd/{p}" for p in names}
+        if self.name in NODE_MODULES:
+            return dict(NODE_MODULES[self.name][1])
         return dict(ETCD_PROGRAMS)
+
+    @property
+    def cgo(self) -> bool:
+        return self.name == "runc"
+
+    @property
+    def tags(self) -> str:
+        # runc reads its version from an embedded VERSION file, no ldflags needed.
+        return "seccomp urfave_cli_no_docs" if self.name == "runc" else ""
 
     def ldflags(self) -> str:
         flags = ["-s", "-w"]
@@ -97,10 +133,17 @@ class Module:
                 f"-X {pkg}.gitTreeState=clean",
                 f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
             ]
+        elif self.name == "containerd":
+            flags += [f"-X github.com/containerd/containerd/v2/version.Version={self.version}"]
+        elif self.name == "cri-tools":
+            flags += [f"-X sigs.k8s.io/cri-tools/pkg/version.Version={self.version}"]
         return " ".join(flags)
 
     def key(self) -> str:
-        digest = hashlib.sha256((self.directory / "go.sum").read_bytes()).hexdigest()[:12]
+        # go.sum pins everything; a module without dependencies (pause) has none, and its
+        # own sources are what changes.
+        pinned = sorted(self.directory.glob("go.sum")) or sorted(self.directory.glob("*.go"))
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in pinned)).hexdigest()[:12]
         return f"{self.name}-{self.version}-{digest}"
 
 
@@ -118,7 +161,7 @@ def go_binary() -> str:
     )
 
 
-def _go_env() -> dict[str, str]:
+def _go_env(cgo: bool = False) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -127,13 +170,13 @@ def _go_env() -> dict[str, str]:
     }
     env.setdefault("HOME", str(Path.home()))
     env["PATH"] = os.pathsep.join([str(Path(go_binary()).parent), env.get("PATH", "/usr/bin:/bin")])
-    env["CGO_ENABLED"] = "0"
+    env["CGO_ENABLED"] = "1" if cgo else "0"
     return env
 
 
-def _run_go(args: list[str], cwd: Path, what: str) -> None:
+def _run_go(args: list[str], cwd: Path, what: str, cgo: bool = False) -> None:
     proc = subprocess.run(
-        [go_binary(), *args], cwd=cwd, env=_go_env(), capture_output=True, text=True,
+        [go_binary(), *args], cwd=cwd, env=_go_env(cgo), capture_output=True, text=True,
         check=False,
     )
     if proc.returncode != 0:
@@ -206,7 +249,31 @@ def _generate_etcd(module: Module) -> None:
     _run_go(["mod", "tidy"], directory, f"resolving go.etcd.io/etcd {module.version}")
 
 
+def _generate_node(module: Module) -> None:
+    """containerd, cri-tools, runc: one upstream module, its programs pinned in tools.go."""
+    _check_version(module.name, module.version)
+    upstream, programs = NODE_MODULES[module.name]
+    directory = module.directory
+    directory.mkdir(parents=True)
+    imports = "".join(f'\t_ "{p}"\n' for p in sorted(set(programs.values())))
+    (directory / "go.mod").write_text(
+        f"// Builds the lab's {', '.join(programs)} from {upstream} {module.version}.\n"
+        "// Generated by lab/kubebin.py.\n"
+        f"module bootstrap.lab/{module.name}bin\n\ngo 1.26.0\n\n"
+        f"require {upstream} {module.version}\n"
+    )
+    (directory / "tools.go").write_text(
+        "//go:build tools\n\n// Package bin only pins the programs the lab builds.\n"
+        f"package bin\n\nimport (\n{imports})\n"
+    )
+    _run_go(["mod", "tidy"], directory, f"resolving {upstream} {module.version}")
+
+
 def ensure_module(module: Module, log: Log) -> None:
+    if module.name == "pause":
+        if not (module.directory / "main.go").is_file():
+            raise LabError(f"{module.directory} is missing: the lab's pause program is committed")
+        return
     if (module.directory / "go.sum").is_file():
         return
     log(f"{module.directory.relative_to(REPO)}: no pinned module yet; generating it "
@@ -214,6 +281,8 @@ def ensure_module(module: Module, log: Log) -> None:
     try:
         if module.name == "kubernetes":
             _generate_kubernetes(module)
+        elif module.name in NODE_MODULES:
+            _generate_node(module)
         else:
             _generate_etcd(module)
     except BaseException:
@@ -225,21 +294,26 @@ def build_module(module: Module, log: Log) -> Path:
     """The cached build dir of ``module``, built first if missing or incomplete."""
     ensure_module(module, log)
     out = cache_root() / "build" / module.key()
-    if (out / COMPLETE).is_file():
+    # A program added to a module later (the kubelet) is built into the same cache dir:
+    # each binary is renamed into place whole, so one present is complete.
+    missing = [p for p in module.programs if not (out / p).is_file()]
+    if (out / COMPLETE).is_file() and not missing:
         return out
     out.mkdir(parents=True, exist_ok=True)
-    (out / COMPLETE).unlink(missing_ok=True)
     log(
-        f"building {module.name} {module.version} from its Go module into {out} "
-        "(a cold build takes minutes on 2 cores; later runs reuse it)"
+        f"building {', '.join(missing)} ({module.name} {module.version}) from its Go module "
+        f"into {out} (a cold build takes minutes on 2 cores; later runs reuse it)"
     )
-    for program, package in module.programs.items():
+    for program in missing:
+        package = module.programs[program]
         started = time.monotonic()
-        tmp = out / f".{program}.tmp"
+        tmp = out / f".{program}.{os.getpid()}.tmp"  # two labs may build at once
+        args = ["build", "-trimpath", "-ldflags", module.ldflags(), "-o", str(tmp)]
+        if module.tags:
+            args += ["-tags", module.tags]
         _run_go(
-            ["build", "-trimpath", "-ldflags", module.ldflags(), "-o", str(tmp), package],
-            module.directory,
-            f"go build {package} ({module.name} {module.version})",
+            [*args, package], module.directory,
+            f"go build {package} ({module.name} {module.version})", cgo=module.cgo,
         )
         tmp.rename(out / program)
         log(f"  {program:24} {time.monotonic() - started:6.1f} s")
@@ -253,6 +327,8 @@ def image_refs(module: Module, program: str) -> list[str]:
         return [f"registry.k8s.io/{program}:{module.version}"]
     if module.name == "etcd" and program == "etcd":
         return [f"registry.k8s.io/etcd:{module.version.lstrip('v')}-0"]
+    if module.name == "pause":
+        return [PAUSE_IMAGE]
     return []
 
 
@@ -265,24 +341,45 @@ def ensure_bins(
     log: Log = print,
     extra_kubernetes: tuple[str, ...] = (),
     extra_etcd: tuple[str, ...] = (),
+    node: bool = False,
 ) -> Path:
     """The lab's bin dir, built where missing: etcd, etcdctl, etcdutl and the Kubernetes
     programs of the given versions (links into the build cache), plus ``images/``, the
     node's "image store": one entry per image reference of every version given, so a
     manifest naming another version or repository is ImageUnavailable, as on a real node
-    (lab/runner/admission.py). ``extra_*``: further versions a test moves to (upgrades)."""
-    wanted = [Module("kubernetes", kubernetes), Module("etcd", etcd)]
+    (lab/runner/admission.py). ``extra_*``: further versions a test moves to (upgrades).
+
+    ``node``: also the real node's programs under ``node/`` (kubelet of ``kubernetes``,
+    containerd, its shim, ctr, crictl, runc) and the pause image in ``images/``."""
+    wanted = [Module("kubernetes", kubernetes, node=node), Module("etcd", etcd)]
     wanted += [Module("kubernetes", v) for v in extra_kubernetes if v != kubernetes]
     wanted += [Module("etcd", v) for v in extra_etcd if v != etcd]
-    for module in wanted:
-        _check_version(module.name, module.version)
+    node_modules = [
+        Module("containerd", DEFAULT_CONTAINERD),
+        Module("cri-tools", DEFAULT_CRI_TOOLS),
+        Module("runc", DEFAULT_RUNC),
+        Module("pause", PAUSE_REVISION),
+    ] if node else []
+    for module in wanted + node_modules:
+        if module.name != "pause":
+            _check_version(module.name, module.version)
     builds = [(module, build_module(module, log)) for module in wanted]
     name = "_".join(f"{m.name}-{m.version}" for m in wanted)
     combined = cache_root() / "bin" / name
     for index, (module, build) in enumerate(builds):
         for program in module.programs:
-            if index < 2:  # the default versions: plain names (etcdctl, kubectl, ...)
+            if program in KUBE_NODE_PROGRAMS:
+                _link(combined / "node" / program, build / program)
+            elif index < 2:  # the default versions: plain names (etcdctl, kubectl, ...)
                 _link(combined / program, build / program)
+            for ref in image_refs(module, program):
+                repo, tag = ref.rsplit(":", 1)
+                _link(combined / "images" / repo / tag, build / program)
+    for module in node_modules:
+        build = build_module(module, log)
+        for program in module.programs:
+            if module.name != "pause":
+                _link(combined / "node" / program, build / program)
             for ref in image_refs(module, program):
                 repo, tag = ref.rsplit(":", 1)
                 _link(combined / "images" / repo / tag, build / program)
