@@ -6,6 +6,7 @@ operators (two state dirs, two processes) is tests/test_hardening_lab.py.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -13,11 +14,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bootstrap.inventory.model import Master, SSHSettings
 from bootstrap.locks import LOCAL_LOCK, Holder, LockHeld, StateDirLock, remote_script
+from bootstrap.transport import connect
+from tests.sshd_support import start_sshd
 
 pytestmark = pytest.mark.skipif(shutil.which("flock") is None, reason="needs util-linux flock")
 
@@ -176,3 +181,54 @@ def test_holder_line_round_trip_and_unknown_content() -> None:
     assert me.pid == os.getpid()
     assert Holder.parse("garbage") is None
     assert "remove-master m2" in me.describe() and str(os.getpid()) in me.describe()
+
+
+# --- the hosts' lock over a real SSH session ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loopback_master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
+    if os.geteuid() != 0 or not Path("/usr/sbin/sshd").exists():
+        pytest.skip("needs root and /usr/sbin/sshd (openssh-server)")
+    server = start_sshd()
+    try:
+        key = server.new_client_key("root")
+        server.authorize("root", key.with_suffix(".pub"))
+        known = tmp_path_factory.mktemp("ssh") / "known_hosts"
+        known.write_text(server.known_hosts_line())
+        yield Master(
+            name="m1",
+            address=ipaddress.ip_address("127.0.0.1"),
+            ssh=SSHSettings(user="root", port=server.port, identity_file=key,
+                            known_hosts=known, connect_timeout=5.0),
+            ssh_host="127.0.0.1",
+        )
+    finally:
+        server.cleanup()
+
+
+@pytest.mark.sshd
+def test_held_over_ssh_and_released_when_the_connection_dies(
+    loopback_master: Master, tmp_path: Path
+) -> None:
+    """What a killed run does to its lock: its connection drops, sshd closes the channel,
+    the holder script sees the end of its stdin and removes the lock."""
+    lock_file = str(tmp_path / ".bootstrap.lock")
+    first = connect(loopback_master)
+    held = first.hold(remote_script(Holder.me("init"), lock_file))
+    assert held.readline(30) == "LOCKED" and held.readline(30) == "END"
+    with connect(loopback_master) as second:
+        busy = second.hold(remote_script(Holder.me("reset"), lock_file))
+        assert busy.readline(30) == "BUSY"
+        holder = Holder.parse(busy.readline(30) or "")
+        assert holder is not None and holder.pid == os.getpid() and holder.command == "init"
+        busy.release()
+        first.close()  # no release: the connection just goes away
+        deadline = time.monotonic() + 30
+        while Path(lock_file).exists():
+            assert time.monotonic() < deadline, "the lock outlived its connection"
+            time.sleep(0.05)
+        again = second.hold(remote_script(Holder.me("reset"), lock_file))
+        assert again.readline(30) == "LOCKED" and again.readline(30) == "END"  # not stale
+        again.release()
+    assert not Path(lock_file).exists()
