@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import hostfiles, inventory, kubebin, netsetup, procs, record
+from lab import cgroups, hostfiles, inventory, kubebin, netsetup, ociimage, procs, record, sysctls
 from lab.config import (
     BOOTSTRAP_STATE,
     BRIDGE,
@@ -31,6 +31,7 @@ from lab.config import (
     HOST_DIR_BINDS,
     HOST_FILE_BINDS,
     HOST_MANIFESTS,
+    HOST_NODE_LOG,
     HOST_POD_LOGS,
     HOST_RUNNER_LOG,
     HOST_RUNNER_STATUS,
@@ -39,7 +40,11 @@ from lab.config import (
     INVENTORY,
     KNOWN_HOSTS,
     LAB_CMD,
+    NODE_DIR_BINDS,
+    NODE_MODES,
     NS_DIR,
+    PAUSE_IMAGE,
+    PREFIX,
     RECORD,
     REPO,
     STATE,
@@ -52,6 +57,9 @@ from lab.config import (
 
 Log = Callable[[str], None]
 READY_TIMEOUT = 30.0
+# Kubelet mode: containerd imports the control-plane images (~300 MB) on every host at
+# once before the kubelet starts.
+NODE_READY_TIMEOUT = 240.0
 
 
 def _quiet(_msg: str) -> None:
@@ -76,6 +84,7 @@ class LabInfo:
     kube_binaries: tuple[str, ...]  # which of apiserver/cm/scheduler the bin dir has
     runner: bool  # False: lab/runner missing, hosts run without a kubelet
     seconds: float = 0.0
+    node: str = "runner"  # what runs the static pods: "runner" or "kubelet" (NODE_MODES)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def host(self, name: str) -> HostInfo:
@@ -121,15 +130,29 @@ def up(
     etcd: str = kubebin.DEFAULT_ETCD,
     extra_kubernetes: tuple[str, ...] = (),
     extra_etcd: tuple[str, ...] = (),
+    node: str = "runner",
 ) -> LabInfo:
     """``kubernetes``/``etcd``: the versions the lab's inventory names (built if missing);
-    ``extra_*``: further versions whose images the nodes also get (an upgrade's target)."""
+    ``extra_*``: further versions whose images the nodes also get (an upgrade's target);
+    ``node``: "runner" (the lab's process-mode kubelet) or "kubelet" (the real one)."""
     require_root()
     lab = plan(masters, subnet)
+    if node not in NODE_MODES:
+        raise LabError(f"--node {node!r}: expected one of {', '.join(NODE_MODES)}", exit_code=2)
+    if node == "kubelet":
+        if bin_dir:
+            raise LabError(
+                "--node kubelet runs images the lab builds from its own Go-module builds; "
+                "--bin-dir is for the runner mode", exit_code=2,
+            )
+        cgroups.check_machine()
     # Before any namespace exists: a cold build takes minutes and may fail on its own.
     bins = inventory.prepare_bin_dir(
-        Path(bin_dir) if bin_dir else None, kubernetes, etcd, log, extra_kubernetes, extra_etcd
+        Path(bin_dir) if bin_dir else None, kubernetes, etcd, log, extra_kubernetes, extra_etcd,
+        node=node == "kubelet",
     )
+    if node == "kubelet":
+        ociimage.ensure_archives(bins, log)
     started = time.monotonic()
     with record.locked():
         present = lab_exists(record.load())
@@ -146,6 +169,7 @@ def up(
             "hosts": {},
             "created_paths": [],
             "complete": False,
+            "node": node,
         }
         record.save(rec)
         try:
@@ -171,8 +195,9 @@ def _build(lab: LabPlan, rec: dict[str, Any], bins: Path, log: Log) -> LabInfo:
             f"no kube-apiserver/controller-manager/scheduler in {bins}: the runner reports "
             "those pods ImageUnavailable (without --bin-dir the lab builds them itself)"
         )
-    runner = runner_available()
-    if not runner:
+    kubelet = rec.get("node") == "kubelet"
+    runner = runner_available() and not kubelet
+    if not runner and not kubelet:
         notes.append("lab/runner is missing: hosts are up WITHOUT the lab kubelet")
 
     client_pub = hostfiles.ensure_client_key()
@@ -181,10 +206,15 @@ def _build(lab: LabPlan, rec: dict[str, Any], bins: Path, log: Log) -> LabInfo:
     record.save(rec)
     hostfiles.ensure_sudo_user(created)
     known = [hostfiles.prepare_host(lab, h, client_pub) for h in lab.hosts]
-    for _src, target in HOST_DIR_BINDS:
+    for _src, target in HOST_DIR_BINDS + (NODE_DIR_BINDS if kubelet else ()):
         _ensure_dir(Path(target), created)
     _ensure_dir(BOOTSTRAP_STATE, created, mode=0o700)
     record.save(rec)
+    if kubelet:
+        rec["sysctls"] = True
+        rec["cgroup_roots"] = [cgroups.host_root(h.name) for h in lab.hosts]
+        record.save(rec)
+        sysctls.acquire(PREFIX, _instance_alive, log)
 
     log(f"network: bridge {BRIDGE} {lab.bridge_address}/{lab.subnet.prefixlen}")
     rec["safety_route"] = True
@@ -205,12 +235,13 @@ def _build(lab: LabPlan, rec: dict[str, Any], bins: Path, log: Log) -> LabInfo:
     netsetup.check_routes_via_bridge(lab)
 
     _make_handle_dir(rec)
-    starts = [_start_host(lab, h, bins, runner, rec) for h in lab.hosts]
+    starts = [_start_host(lab, h, bins, runner, rec, kubelet) for h in lab.hosts]
     record.save(rec)
+    what = ", runner started" if runner else (", containerd + kubelet up" if kubelet else "")
     for host, (wrapper, ready_fd) in zip(lab.hosts, starts, strict=True):
-        _await_ready(host, wrapper, ready_fd)
+        _await_ready(host, wrapper, ready_fd, NODE_READY_TIMEOUT if kubelet else READY_TIMEOUT)
         _record_host(rec, host, wrapper.pid)
-        log(f"host {host.name} {host.address}: sshd up" + (", runner started" if runner else ""))
+        log(f"host {host.name} {host.address}: sshd up{what}")
     hostfiles.write_known_hosts(known)
     kube = kube_version or inventory.DEFAULT_KUBERNETES_VERSION
     inv = inventory.write_inventory(lab, etcd_version, kube_version)
@@ -227,6 +258,7 @@ def _build(lab: LabPlan, rec: dict[str, Any], bins: Path, log: Log) -> LabInfo:
         kube_binaries=tuple(kube_bins),
         runner=runner,
         notes=tuple(notes),
+        node="kubelet" if kubelet else "runner",
     )
 
 
@@ -245,8 +277,39 @@ def _make_handle_dir(rec: dict[str, Any]) -> None:
     netsetup.run(["mount", "--make-private", str(NS_DIR)])
 
 
-def _hostinit_config(host: HostSpec, bins: Path, runner: bool, ready_fd: int) -> dict[str, Any]:
+def _instance_alive(prefix: str) -> bool:
+    """Does the lab instance with this name prefix have hosts right now?"""
+    try:
+        return any(p.name.startswith(f"{prefix}-") for p in Path("/run/netns").iterdir())
+    except FileNotFoundError:
+        return False
+
+
+def _node_config(host: HostSpec) -> dict[str, Any]:
+    """Kubelet mode: what lab.node (containerd + kubelet, in the host) is started with."""
+    return {
+        "argv": [sys.executable, "-m", "lab.node"],
+        "env": {"PATH": CLEAN_PATH, "PYTHONPATH": str(REPO)},
+        "log": HOST_NODE_LOG,
+        "timeout": NODE_READY_TIMEOUT - 10,
+        "bin_dir": f"{HOST_BIN_DIR}/node",
+        "config": {
+            "name": host.name,
+            "address": host.address,
+            "cgroup_root": cgroups.host_root(host.name),
+            "cgroup_v1": cgroups.machine_is_v1(),
+            "pause_image": PAUSE_IMAGE,
+            "snapshotter": "overlayfs",
+            "archive_dir": f"{HOST_BIN_DIR}/oci",
+        },
+    }
+
+
+def _hostinit_config(
+    host: HostSpec, bins: Path, runner: bool, ready_fd: int, kubelet: bool = False
+) -> dict[str, Any]:
     data = host.data_dir
+    dir_binds = HOST_DIR_BINDS + (NODE_DIR_BINDS if kubelet else ())
     cfg: dict[str, Any] = {
         "name": host.name,
         "address": host.address,
@@ -254,7 +317,7 @@ def _hostinit_config(host: HostSpec, bins: Path, runner: bool, ready_fd: int) ->
         "ns_dir": str(NS_DIR),
         "bin_dir": str(bins),
         "host_bin_dir": HOST_BIN_DIR,
-        "dir_binds": [[str(data / src), target] for src, target in HOST_DIR_BINDS],
+        "dir_binds": [[str(data / src), target] for src, target in dir_binds],
         "file_binds": [
             [str(data / src), target] for src, target in HOST_FILE_BINDS if Path(target).exists()
         ],
@@ -264,6 +327,7 @@ def _hostinit_config(host: HostSpec, bins: Path, runner: bool, ready_fd: int) ->
         "keep_visible": sorted({str(REPO), sys.prefix}),
         "sshd_log": HOST_SSHD_LOG,
         "runner": None,
+        "node": _node_config(host) if kubelet else None,
     }
     if runner:
         cfg["runner"] = {
@@ -284,12 +348,15 @@ def _hostinit_config(host: HostSpec, bins: Path, runner: bool, ready_fd: int) ->
 
 
 def _start_host(
-    lab: LabPlan, host: HostSpec, bins: Path, runner: bool, rec: dict[str, Any]
+    lab: LabPlan, host: HostSpec, bins: Path, runner: bool, rec: dict[str, Any],
+    kubelet: bool = False,
 ) -> tuple[subprocess.Popen[bytes], int]:
     for handle in (host.mnt_handle, host.uts_handle):
         handle.touch()
+    if kubelet:
+        (host.data_dir / "var-lib-containerd").mkdir(mode=0o711, exist_ok=True)
     read_fd, write_fd = os.pipe()
-    cfg = _hostinit_config(host, bins, runner, write_fd)
+    cfg = _hostinit_config(host, bins, runner, write_fd, kubelet)
     argv = [
         "nsenter", f"--net=/run/netns/{host.netns}", "--",
         # Pitfall 3: nsenter, not `ip netns exec` (that leaves a dead mount handle).
@@ -311,14 +378,16 @@ def _start_host(
     return wrapper, read_fd
 
 
-def _await_ready(host: HostSpec, wrapper: subprocess.Popen[bytes], ready_fd: int) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
+def _await_ready(
+    host: HostSpec, wrapper: subprocess.Popen[bytes], ready_fd: int, timeout: float = READY_TIMEOUT
+) -> None:
+    deadline = time.monotonic() + timeout
     buf = b""
     try:
         while b"\n" not in buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise LabError(f"host {host.name} not ready after {READY_TIMEOUT:.0f} s")
+                raise LabError(f"host {host.name} not ready after {timeout:.0f} s")
             readable, _, _ = select.select([ready_fd], [], [], min(left, 0.5))
             if readable:
                 chunk = os.read(ready_fd, 4096)
@@ -409,6 +478,16 @@ def _teardown(rec: dict[str, Any], log: Log) -> dict[str, set[int]]:
     stubborn = procs.end_all(inodes, wrappers)
     if stubborn:
         log(f"processes that would not die: {stubborn}")
+    # Kubelet mode: the hosts' cgroup roots (containers of pods the namespaces missed are
+    # killed there), then the machine's own kernel settings back if no other lab holds them.
+    roots = sorted({*rec.get("cgroup_roots", []), *cgroups.lab_roots()})
+    if roots:
+        cgroups.remove(roots)
+    if rec.get("sysctls"):
+        restored = sysctls.release(PREFIX, _instance_alive)
+        if restored:
+            log("host-wide sysctls restored: "
+                + ", ".join(f"{k}={v}" for k, v in sorted(restored.items())))
     # Mounts under lab/.state in this namespace: handles, then the handle dir itself.
     for _round in range(4):
         mounts = sorted(set(_mounts_under(STATE)), key=len, reverse=True)
@@ -471,6 +550,12 @@ def leftovers(rec: dict[str, Any], inodes: dict[str, set[int]]) -> list[str]:
         left.append(f"iptables rule {' '.join(rec['forward_rule'])}")
     if SUDOERS_FILE.exists():
         left.append(f"file {SUDOERS_FILE}")
+    left += cgroups.leftovers(sorted({*rec.get("cgroup_roots", []), *cgroups.lab_roots()}))
+    left += sysctls.leftovers(PREFIX)
+    # Container mounts (overlay rootfs, shm, the kubelet's rshared /var/lib/kubelet) live
+    # in the hosts' mount namespaces; none may have leaked into the machine's.
+    targets = [t for _s, t in HOST_DIR_BINDS + NODE_DIR_BINDS] + ["/run/containerd"]
+    left += [f"mount {m}" for t in targets for m in _mounts_under(Path(t))]
     return left
 
 

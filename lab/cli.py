@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import api, kubebin
-from lab.config import DEFAULT_SUBNET, INSTANCE, LAB_BOOTSTRAP_STATE, LAB_CMD, LabError
+from lab.config import DEFAULT_SUBNET, INSTANCE, LAB_BOOTSTRAP_STATE, LAB_CMD, NODE_MODES, LabError
 
 
 def _say(msg: str) -> None:
@@ -23,6 +23,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         masters=args.masters, bin_dir=args.bin_dir, subnet=args.subnet, log=_say,
         kubernetes=args.kubernetes, etcd=args.etcd,
         extra_kubernetes=tuple(args.also_kubernetes), extra_etcd=tuple(args.also_etcd),
+        node=args.node,
     )
     _say(f"lab up: {len(info.hosts)} hosts in {info.seconds:.2f} s")
     for host in info.hosts:
@@ -32,7 +33,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         "  kube binaries: " + (", ".join(info.kube_binaries) or "none (image unavailable)")
         + f"; kubernetesVersion {info.kubernetes_version}"
     )
-    _say(f"  runner: {'started in every host' if info.runner else 'NOT started (missing)'}")
+    if info.node == "kubelet":
+        _say("  node: the real kubelet + containerd in every host (standalone until "
+             "bootstrap writes kubelet.conf, then registered)")
+    else:
+        _say(f"  runner: {'started in every host' if info.runner else 'NOT started (missing)'}")
     for note in info.notes:
         _say(f"  note: {note}")
     _say(f"inventory: {info.inventory}")
@@ -49,7 +54,8 @@ def next_hint(inventory: Path) -> str:
 def cmd_bins(args: argparse.Namespace) -> int:
     started = time.monotonic()
     path = kubebin.ensure_bins(
-        args.kubernetes, args.etcd, _say, tuple(args.also_kubernetes), tuple(args.also_etcd)
+        args.kubernetes, args.etcd, _say, tuple(args.also_kubernetes), tuple(args.also_etcd),
+        node=args.node == "kubelet",
     )
     for binary in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
         _say(f"  {binary.name:24} -> {binary.resolve()}")
@@ -122,6 +128,10 @@ def _add_version_flags(p: argparse.ArgumentParser) -> None:
                    help="a further Kubernetes version whose images the nodes get (upgrades)")
     p.add_argument("--also-etcd", action="append", default=[], metavar="vX.Y.Z",
                    help="a further etcd version whose image the nodes get (upgrades)")
+    p.add_argument("--node", choices=NODE_MODES, default="runner",
+                   help="runner: the lab's process-mode kubelet (default, fast); kubelet: "
+                   "the real kubelet with containerd, runc and crictl, built from their Go "
+                   "modules, static pods as containers and mirror pods in the API")
 
 
 def parser() -> argparse.ArgumentParser:

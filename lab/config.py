@@ -45,8 +45,14 @@ HOST_MANIFESTS = "/etc/kubernetes/manifests"
 HOST_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
 HOST_POD_LOGS = "/var/log/pods"
 HOST_RUNNER_LOG = "/var/log/lab-runner.log"
+HOST_NODE_LOG = "/var/log/lab-node.log"  # kubelet mode: lab.node (containerd, kubelet)
 HOST_SSHD_LOG = "/var/log/sshd.log"
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NODE_MODES = ("runner", "kubelet")  # `lab up --node`: what runs the static pods
+
+# The sandbox image containerd is configured with (kubelet mode): kubeadm v1.36/v1.37 pause
+# version; the lab builds it from its own pause program (lab/kubebin/pause-v1).
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10.2"
 
 # Per-host directory (under hosts/<name>/) -> mount point inside the host.
 HOST_DIR_BINDS: tuple[tuple[str, str], ...] = (
@@ -56,6 +62,8 @@ HOST_DIR_BINDS: tuple[tuple[str, str], ...] = (
     ("etc-ssh", "/etc/ssh"),
     ("var-log", "/var/log"),
 )
+# Kubelet mode only: containerd's root (its content store and snapshots) per host.
+NODE_DIR_BINDS: tuple[tuple[str, str], ...] = (("var-lib-containerd", "/var/lib/containerd"),)
 HOST_FILE_BINDS: tuple[tuple[str, str], ...] = (
     # bash sources root's ~/.bashrc for every command sshd runs; the machine's own one
     # (pyenv init here: ~150 ms a command) must not run in the hosts. Bound only where the

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -96,8 +97,17 @@ def build_mounts(cfg: dict[str, Any]) -> None:
                 break
             _umount_lazy(path)
     # sysfs shows the mounting netns' devices: remount it for this host.
+    cgroups = cgroup_mounts() if cfg.get("node") else []
     _umount_lazy("/sys")
     _mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV, None)
+    if cfg.get("node"):
+        # The real kubelet and runc need the cgroup hierarchies the new sysfs hides. The
+        # same options mount the same (machine-wide) hierarchy again: each host keeps
+        # its pods under its own cgroupRoot in it.
+        tmpfs("/sys/fs/cgroup", "0755")
+        for target, fstype, options in cgroups:
+            os.makedirs(target, mode=0o755, exist_ok=True)
+            _mount("cgroup", target, fstype, MS_NOSUID | MS_NODEV, options or None)
 
     tmpfs("/run", "0755")
     for d in ("/run/sshd", cfg["host_bin_dir"]):
@@ -106,10 +116,29 @@ def build_mounts(cfg: dict[str, Any]) -> None:
     bind(cfg["bin_dir"], cfg["host_bin_dir"], readonly=True)
     for source, target in cfg["dir_binds"] + cfg["file_binds"]:
         bind(source, target)
+    if cfg.get("node"):
+        # The node's programs (kubelet, containerd, ctr, crictl, runc) on every PATH,
+        # sshd's and sudo's included, as a package would put them; the machine's
+        # /usr/local/sbin is hidden inside the host.
+        bind(cfg["node"]["bin_dir"], "/usr/local/sbin", readonly=True)
     private_tmp(cfg.get("keep_visible", []))
     # The lab's state (client key, other hosts' dirs) and the tool's PKI: not for hosts.
     for hidden in cfg["hidden"]:
         tmpfs(hidden, "0700", MS_RDONLY)
+
+
+def cgroup_mounts() -> list[tuple[str, str, str]]:
+    """(mount point, fstype, options) of every cgroup hierarchy under /sys/fs/cgroup."""
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            sep = fields.index("-")
+            point, fstype, super_opts = fields[4], fields[sep + 1], fields[sep + 3]
+            if fstype in ("cgroup", "cgroup2") and point.startswith("/sys/fs/cgroup"):
+                options = ",".join(o for o in super_opts.split(",") if o not in ("rw", "ro"))
+                found.append((point, fstype, options))
+    return found
 
 
 def wait_listening(address: str, port: int, proc: subprocess.Popen[bytes], log: str) -> None:
@@ -148,6 +177,39 @@ def start_runner(cfg: dict[str, Any]) -> None:
         )
 
 
+def start_node(cfg: dict[str, Any]) -> None:
+    """Kubelet mode: lab.node starts containerd and the kubelet; wait for its "ok"."""
+    node = cfg.get("node")
+    if not node:
+        return
+    read_fd, write_fd = os.pipe()
+    with open(node["log"], "ab") as log:
+        proc = subprocess.Popen(
+            [*node["argv"], json.dumps({**node["config"], "ready_fd": write_fd})],
+            env=node["env"], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(write_fd,),
+        )
+    os.close(write_fd)
+    answer = b""
+    deadline = time.monotonic() + node["timeout"]
+    with os.fdopen(read_fd, "rb") as pipe:
+        while b"\n" not in answer and time.monotonic() < deadline:
+            ready, _, _ = select.select([pipe], [], [], 0.5)
+            if ready:
+                chunk = os.read(pipe.fileno(), 4096)
+                if not chunk:
+                    break
+                answer += chunk
+            elif proc.poll() is not None:
+                break
+    text = answer.decode(errors="replace").strip()
+    if text != "ok":
+        raise SetupError(
+            f"node (containerd + kubelet) not ready: {text or 'no answer'}; see "
+            f"{node['log']}, /var/log/containerd.log, /var/log/kubelet.log in the host"
+        )
+
+
 def reap_forever() -> None:
     # As the namespace's init every orphan of the host lands here (pitfall 10).
     while True:
@@ -169,6 +231,7 @@ def main() -> int:
         build_mounts(cfg)
         start_sshd(cfg)
         start_runner(cfg)
+        start_node(cfg)
     except Exception as exc:  # report any failure to `lab up`, which tears down
         ready.write(f"error: {type(exc).__name__}: {exc}\n")
         ready.close()

@@ -41,6 +41,7 @@ def prepare_bin_dir(
     log: kubebin.Log = print,
     extra_kubernetes: tuple[str, ...] = (),
     extra_etcd: tuple[str, ...] = (),
+    node: bool = False,
 ) -> Path:
     """The runner's image -> binary lookup dir: ``bin_dir`` as given (a user's official
     release binaries), or the Go-module builds of the given versions (built if missing)."""
@@ -49,7 +50,7 @@ def prepare_bin_dir(
         if not (bin_dir / "etcd").is_file():
             raise LabError(f"--bin-dir {bin_dir} has no etcd binary", exit_code=2)
         return bin_dir
-    return kubebin.ensure_bins(kubernetes, etcd, log, extra_kubernetes, extra_etcd)
+    return kubebin.ensure_bins(kubernetes, etcd, log, extra_kubernetes, extra_etcd, node=node)
 
 
 def _version(binary: Path, pattern: str) -> str | None:
