@@ -23,6 +23,7 @@ deps:
 # etcd 3.7 too (a minute cold): tests/test_etcd_minors.py runs each minor's real etcd.
 bins: venv
 	$(BIN)/python -m lab bins
+	$(BIN)/python -m lab bins --kubernetes v1.36.3 --etcd v3.6.16 --also-kubernetes v1.37.2 --also-etcd v3.7.0
 	$(BIN)/python -m lab bins --etcd v3.7.4 >/dev/null
 
 lint: venv

@@ -32,8 +32,12 @@ from pathlib import Path
 from lab.config import PAUSE_IMAGE, REPO, LabError
 
 MODULES = REPO / "lab" / "kubebin"
-DEFAULT_KUBERNETES = "v1.36.3"  # the newest v1.36 patch the module proxy serves
-DEFAULT_ETCD = "v3.6.16"  # the newest etcd 3.6 patch served (kubeadm deploys 3.6 with 1.36)
+DEFAULT_KUBERNETES = "v1.37.2"  # the newest patch of the current minor the module proxy serves
+DEFAULT_ETCD = "v3.7.0"  # what kubeadm v1.37 deploys with it (docs/v1.37.md)
+# The previous minor, kubeadm's newest etcd 3.6 patch served: what the upgrade test starts
+# from (tests/test_upgrade_lab.py), so `make bins` builds it too.
+PREVIOUS_KUBERNETES = "v1.36.3"
+PREVIOUS_ETCD = "v3.6.16"
 KUBE_PROGRAMS = (
     "kube-apiserver",
     "kube-controller-manager",

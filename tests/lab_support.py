@@ -22,7 +22,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from lab import api, record
+from lab import api, kubebin, record
 from lab.api import LabInfo
 
 NOT_ROOT = "the namespace lab needs root (netns, mounts, bridge, sshd)"
@@ -41,6 +41,8 @@ def bring_up(
     masters: int = 3,
     extra_kubernetes: tuple[str, ...] = (),
     extra_etcd: tuple[str, ...] = (),
+    kubernetes: str = kubebin.DEFAULT_KUBERNETES,
+    etcd: str = kubebin.DEFAULT_ETCD,
 ) -> LabInfo:
     """A lab of ``masters`` hosts, ALWAYS torn down: the finalizer is registered before
     `up`, and a lab somebody else left up is a failure, never reused or destroyed."""
@@ -55,7 +57,7 @@ def bring_up(
     request.addfinalizer(api.down)
     return api.up(
         masters=masters, bin_dir=bin_dir_from_env(), extra_kubernetes=extra_kubernetes,
-        extra_etcd=extra_etcd,
+        extra_etcd=extra_etcd, kubernetes=kubernetes, etcd=etcd,
     )
 
 

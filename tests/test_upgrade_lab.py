@@ -1,8 +1,9 @@
 """`bootstrap upgrade` from one minor to the next on real binaries of both versions.
 
 The lab's nodes get images of two Kubernetes and two etcd versions (lab/kubebin.py's image
-store): the lab defaults (Kubernetes v1.36, etcd 3.6) and the next minor (v1.37, etcd 3.7),
-all built from their Go modules. `init` at the first, a Secret written through the API,
+store): the previous minor (Kubernetes v1.36.3, etcd 3.6.16) and the lab's default, the
+current one (v1.37.2 with etcd 3.7.0, as kubeadm pairs them), all built from their Go
+modules. `init` at the first, a Secret written through the API,
 `upgrade --dry-run` (nothing changes), then `upgrade --to` the next: master by master, each
 healthy before the next, then verify, the Secret read back, and every apiserver answering
 with the new version.
@@ -25,8 +26,8 @@ from lab.api import LabInfo
 from tests.lab_support import NOT_ROOT, bring_up
 
 pytestmark = pytest.mark.lab
-TARGET_KUBERNETES = "v1.37.2"  # the newest v1.37 patch the Go module proxy serves
-TARGET_ETCD = "v3.7.4"  # the newest etcd 3.7 patch served
+TARGET_KUBERNETES = kubebin.DEFAULT_KUBERNETES
+TARGET_ETCD = kubebin.DEFAULT_ETCD
 PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
@@ -37,7 +38,11 @@ def lab(request: pytest.FixtureRequest) -> Iterator[LabInfo]:
     if os.geteuid() != 0:
         pytest.skip(NOT_ROOT)
     yield bring_up(
-        request, extra_kubernetes=(TARGET_KUBERNETES,), extra_etcd=(TARGET_ETCD,)
+        request,
+        kubernetes=kubebin.PREVIOUS_KUBERNETES,
+        etcd=kubebin.PREVIOUS_ETCD,
+        extra_kubernetes=(TARGET_KUBERNETES,),
+        extra_etcd=(TARGET_ETCD,),
     )
 
 
@@ -58,7 +63,7 @@ def pods(info: LabInfo) -> dict[str, dict[str, Any]]:
 
 
 def test_upgrade_to_the_next_minor_on_real_binaries(lab: LabInfo, tmp_path: Path) -> None:
-    assert lab.kubernetes_version == kubebin.DEFAULT_KUBERNETES
+    assert lab.kubernetes_version == kubebin.PREVIOUS_KUBERNETES
     state = tmp_path / "state"
     common = ("--inventory", str(lab.inventory), "--state-dir", str(state))
     assert bootstrap("init", *common).returncode == 0
@@ -74,7 +79,7 @@ def test_upgrade_to_the_next_minor_on_real_binaries(lab: LabInfo, tmp_path: Path
 
     kube("create", "secret", "generic", "before-upgrade", "--from-literal=k=written-at-1.36")
     target_etcd = TARGET_ETCD.lstrip("v")
-    flags = ("--to", TARGET_KUBERNETES, "--etcd-version", target_etcd)
+    flags = ("--to", TARGET_KUBERNETES)  # etcd follows kubeadm's pairing for the target
 
     before = pods(lab)
     dry = bootstrap("upgrade", *common, *flags, "--dry-run")
