@@ -20,7 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import cgroups, hostfiles, inventory, kubebin, netsetup, ociimage, procs, record, sysctls
+from lab import (
+    cgroups,
+    cri,
+    hostfiles,
+    inventory,
+    kubebin,
+    netsetup,
+    ociimage,
+    procs,
+    record,
+    sysctls,
+)
 from lab.config import (
     BOOTSTRAP_STATE,
     BRIDGE,
@@ -651,16 +662,24 @@ def _host_processes(init: int) -> list[int]:
     return procs.in_namespaces({"pid": {pid_ns}} if pid_ns else {})
 
 
+def node_mode() -> str:
+    """What runs the static pods in the lab that is up: "runner" or "kubelet"."""
+    rec = record.load() or {}
+    return str(rec.get("node") or "runner")
+
+
 def status() -> dict[str, Any]:
-    """Per host: namespace, init, sshd, runner, and the runner's status.json."""
+    """Per host: namespace, init, sshd, and what runs the pods: the runner and its
+    status.json, or (kubelet mode) containerd, the kubelet and crictl's pods."""
     require_root()
     rec = record.load()
     if rec is None:
         return {"up": False, "hosts": []}
+    kubelet_mode = rec.get("node") == "kubelet"
     hosts = []
     for name, entry in sorted(rec.get("hosts", {}).items()):
         init = _live_init(name, entry)
-        sshd = runner = None
+        sshd = runner = kubelet = containerd = None
         if init is not None:
             for pid in _host_processes(init):
                 cmd = procs.cmdline(pid)
@@ -668,18 +687,28 @@ def status() -> dict[str, Any]:
                     sshd = pid
                 if "lab.runner" in cmd and "-m" in cmd:
                     runner = pid
-        status_file = HOSTS_DIR / name / "var-lib-kubelet" / Path(HOST_RUNNER_STATUS).relative_to(
-            "/var/lib/kubelet"
-        )
+                if cmd[:1] == ["kubelet"]:
+                    kubelet = pid
+                if cmd[:1] == ["containerd"]:
+                    containerd = pid
         runner_status: Any = None
         runner_error = None
-        try:
-            runner_status = json.loads(status_file.read_text())
-        except FileNotFoundError:
-            runner_error = "no status.json yet"
-        except (OSError, ValueError) as exc:
-            runner_error = f"unreadable status.json: {exc}"
-        hosts.append({
+        if kubelet_mode:
+            try:
+                runner_status = {"pods": cri.pods(lambda h, a: exec_in(h, a, timeout=20), name)}
+            except (LabError, ValueError, subprocess.TimeoutExpired) as exc:
+                runner_error = f"crictl: {exc}"
+        else:
+            status_file = HOSTS_DIR / name / "var-lib-kubelet" / Path(
+                HOST_RUNNER_STATUS
+            ).relative_to("/var/lib/kubelet")
+            try:
+                runner_status = json.loads(status_file.read_text())
+            except FileNotFoundError:
+                runner_error = "no status.json yet"
+            except (OSError, ValueError) as exc:
+                runner_error = f"unreadable status.json: {exc}"
+        host = {
             "name": name,
             "address": entry.get("address"),
             "netns": os.path.exists(f"/run/netns/{entry['netns']}"),
@@ -688,8 +717,22 @@ def status() -> dict[str, Any]:
             "runner_pid": runner,
             "runner_status": runner_status,
             "runner_status_error": runner_error,
-        })
-    return {"up": bool(rec.get("complete")), "subnet": rec.get("subnet"), "hosts": hosts}
+        }
+        if kubelet_mode:
+            host.update(kubelet_pid=kubelet, containerd_pid=containerd)
+        hosts.append(host)
+    return {
+        "up": bool(rec.get("complete")), "subnet": rec.get("subnet"),
+        "node": "kubelet" if kubelet_mode else "runner", "hosts": hosts,
+    }
+
+
+def pod_log(host: str, pod: str) -> bytes:
+    """A pod's output: the runner's log file, or (kubelet mode) `crictl logs`."""
+    path = pod_log_path(host, pod)
+    if node_mode() == "kubelet":
+        return cri.logs(lambda h, a: exec_in(h, a), host, pod)
+    return read_host_file(host, path)
 
 
 def pod_log_path(host: str, pod: str) -> str:
@@ -709,9 +752,15 @@ def runner_status(host: str) -> dict[str, Any]:
 def kill_pod_process(host: str, pod: str, signal_name: str = "KILL") -> int:
     """Signal a pod's (first) container process inside `host`; returns its in-host PID.
 
-    `pod` is "namespace/name" or a bare name. The PID in status.json is the host's own
-    (its PID namespace), so the kill runs inside the host.
+    `pod` is "namespace/name" or a bare name. The PID in status.json (kubelet mode:
+    crictl inspect) is the host's own (its PID namespace), so the kill runs inside the host.
     """
+    if node_mode() == "kubelet":
+        pid = cri.container_pid(lambda h, a: exec_in(h, a), host, pod)
+        proc = exec_in(host, ["kill", f"-{signal_name}", str(pid)])
+        if proc.returncode != 0:
+            raise LabError(f"{host}: kill {pid}: {proc.stderr.decode(errors='replace').strip()}")
+        return pid
     pods = runner_status(host).get("pods", {})
     entry = pods.get(pod) or next(
         (p for key, p in pods.items() if key.split("/", 1)[-1] == pod), None

@@ -88,13 +88,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         _say("no lab is up")
         return 1
     for host in st["hosts"]:
+        if st.get("node") == "kubelet":
+            runs = (f"containerd {host.get('containerd_pid') or 'not running'}, "
+                    f"kubelet {host.get('kubelet_pid') or 'not running'}")
+        else:
+            runs = f"runner {host['runner_pid'] or 'not running'}"
         _say(
             f"{host['name']} {host['address']}: netns {'yes' if host['netns'] else 'NO'}, "
-            f"init {host['init_pid'] or 'DEAD'}, sshd {host['sshd_pid'] or 'DEAD'}, "
-            f"runner {host['runner_pid'] or 'not running'}"
+            f"init {host['init_pid'] or 'DEAD'}, sshd {host['sshd_pid'] or 'DEAD'}, {runs}"
         )
         if host["runner_status_error"]:
-            _say(f"    runner status: {host['runner_status_error']}")
+            _say(f"    pod status: {host['runner_status_error']}")
         for pod in _pods(host["runner_status"]):
             restarts = pod.get("restartCount", pod.get("restarts"))
             _say(
@@ -115,7 +119,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    sys.stdout.buffer.write(api.read_host_file(args.host, api.pod_log_path(args.host, args.pod)))
+    sys.stdout.buffer.write(api.pod_log(args.host, args.pod))
     return 0
 
 

@@ -33,7 +33,7 @@ KUBELET_VALUES = {
     "kernel.keys.root_maxbytes": "25000000",
 }
 LEDGER = Path("/run/bslab-kubelet-sysctls.json")
-LEDGER_LOCK = Path("/run/bslab-kubelet-sysctls.lock")
+LEDGER_LOCK = Path("/run/lock/bslab-kubelet-sysctls.lock")  # a lock file, as in /run/lock
 
 
 def _proc_path(name: str) -> Path:
@@ -69,8 +69,10 @@ def _locked() -> Iterator[dict[str, object]]:
 
 
 def _alive_holders(ledger: dict[str, object], alive: Callable[[str], bool]) -> list[str]:
-    holders = ledger.get("holders") or []
-    return [h for h in holders if isinstance(h, str) and alive(h)]  # type: ignore[union-attr]
+    holders = ledger.get("holders")
+    if not isinstance(holders, list):
+        return []
+    return [h for h in holders if isinstance(h, str) and alive(h)]
 
 
 def acquire(instance: str, alive: Callable[[str], bool], log: Callable[[str], None]) -> None:

@@ -43,6 +43,7 @@ def bring_up(
     extra_etcd: tuple[str, ...] = (),
     kubernetes: str = kubebin.DEFAULT_KUBERNETES,
     etcd: str = kubebin.DEFAULT_ETCD,
+    node: str = "runner",
 ) -> LabInfo:
     """A lab of ``masters`` hosts, ALWAYS torn down: the finalizer is registered before
     `up`, and a lab somebody else left up is a failure, never reused or destroyed."""
@@ -57,7 +58,7 @@ def bring_up(
     request.addfinalizer(api.down)
     return api.up(
         masters=masters, bin_dir=bin_dir_from_env(), extra_kubernetes=extra_kubernetes,
-        extra_etcd=extra_etcd, kubernetes=kubernetes, etcd=etcd,
+        extra_etcd=extra_etcd, kubernetes=kubernetes, etcd=etcd, node=node,
     )
 
 
