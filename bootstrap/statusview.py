@@ -12,7 +12,8 @@ not answer (a stopped/frozen process: the node's process state says so); the TLS
 handshake failed. Table cells hold short fixed words; the full causes are listed below the
 table, never cut. Exit 1 when anything is wrong: a master unreachable, a member down,
 no quorum or no leader, a pod of the checked components not running, a membership
-problem, an expired certificate.
+problem, an expired certificate. A pod that runs but has not passed its probes yet is a
+note (it is starting), not a failure.
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ def show_status(
     view: ClusterView = probe_cluster(session, reachable)
     now = datetime.now(UTC)
     problems: list[str] = []
+    notes: list[str] = []  # shown, but not failures (a pod still starting)
     rows: list[dict[str, Any]] = []
     answering: dict[str, Status] = {}
     for m in masters:
@@ -218,9 +220,11 @@ def show_status(
             pod = report.pods.get(c)
             if c == "etcd" and state.cell == "down: not running":
                 continue  # said above
-            if pod is not None and (not pod.running or pod.ready is False):
-                ready = "" if pod.ready is not False else ", not ready"
-                problems.append(f"{m.name} ({m.address}): {c} pod {pod.describe()}{ready}")
+            if pod is not None and not pod.running:
+                problems.append(f"{m.name} ({m.address}): {c} pod {pod.describe()}")
+            elif pod is not None and pod.ready is False:
+                # Running, its probes not passed yet: a pod that is starting, said as such.
+                notes.append(f"{m.name} ({m.address}): {c} pod running, not ready yet")
         soonest = min(report.certs, key=lambda c: c.not_after, default=None)
         if soonest is not None and soonest.not_after <= now:
             problems.append(
@@ -244,6 +248,7 @@ def show_status(
             "masters": rows,
             "membership": membership,
             "problems": problems,
+            "notes": notes,
             "components": list(components),
         }
         session.console.out(json.dumps(doc, indent=2, sort_keys=True))
@@ -255,6 +260,8 @@ def show_status(
         session.console.out("\n".join(f"  {p}" for p in problems))
     else:
         session.console.out("no problems")
+    if notes:
+        session.console.out("\n".join(f"  note: {n}" for n in notes))
     return 0 if ok else 1
 
 
