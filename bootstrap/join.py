@@ -122,12 +122,34 @@ def resolve_layout(session: Session) -> EtcdLayout:
     return EtcdLayout(clusters, joiners, view, notes)
 
 
+def _stale_record(inventory: Inventory, record: dict[str, EtcdCluster]) -> list[str]:
+    """Recorded masters whose rendering does not name their current peer URL: the record
+    describes another cluster (hosts re-created with other addresses, a state dir reused)."""
+    return [
+        name
+        for name, cluster in sorted(record.items())
+        if any(m.name == name for m in inventory.masters)
+        and (name, inventory.master(name).peer_url) not in cluster.initial_cluster
+    ]
+
+
 def _layout_without_cluster(
     inventory: Inventory, record: dict[str, EtcdCluster], view: ClusterView | None
 ) -> EtcdLayout:
+    notes: list[str] = []
+    stale = _stale_record(inventory, record)
+    if stale and view is not None:
+        # No member answers and the record names other peer URLs for these masters: its
+        # --initial-cluster would make etcd refuse to start ("missing from
+        # --initial-advertise-peer-urls"). A cluster that is merely down keeps its URLs.
+        notes.append(
+            f"the state dir's etcd record names other peer URLs for {', '.join(stale)} and no "
+            "member answers: rendering a new cluster from the inventory"
+        )
+        record = {}
     if not record:  # never initialised from this state dir: everybody starts together
         every = new_cluster(inventory.masters)
-        return EtcdLayout({m.name: every for m in inventory.masters}, [], view)
+        return EtcdLayout({m.name: every for m in inventory.masters}, [], view, notes)
     clusters: dict[str, EtcdCluster] = {}
     joiners: list[str] = []
     for master in inventory.masters:

@@ -29,8 +29,8 @@ BOOTSTRAP_STATE = REPO / ".bootstrap"  # the tool's local PKI: hidden from every
 # How to call this instance's CLI in hints: without LAB_INSTANCE a copied command acts
 # on the default lab, not this one.
 LAB_CMD = f"LAB_INSTANCE={INSTANCE} python -m lab" if INSTANCE else "python -m lab"
-# The tool's state dir for this instance's cluster (every instance's cluster is named
-# "lab"; the default .bootstrap/lab would be shared between instances).
+# The tool's state dir for this instance's cluster: each instance's cluster is named after
+# it ("lab", "lab-3"), so the default state dir .bootstrap/<clusterName> is never shared.
 LAB_BOOTSTRAP_STATE = BOOTSTRAP_STATE / f"lab{_SUFFIX}"
 
 PREFIX = f"bslab{INSTANCE}"  # netns names, veth names and the bridge all start with it

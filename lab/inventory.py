@@ -15,6 +15,7 @@ from lab.config import (
     CLIENT_KEY,
     INVENTORY,
     KNOWN_HOSTS,
+    LAB_BOOTSTRAP_STATE,
     LabError,
     LabPlan,
 )
@@ -92,7 +93,7 @@ def write_inventory(lab: LabPlan, etcd: str, kube: str | None) -> Path:
     lines = [
         "# The local lab's inventory, written by `python -m lab up`.",
         "# Use as is: bootstrap init --inventory lab/.state/masters.yaml",
-        "clusterName: lab",
+        f"clusterName: {LAB_BOOTSTRAP_STATE.name}   # the state dir: .bootstrap/<clusterName>",
         kube_line,
         f"etcdVersion: {etcd}   # from `etcd --version`",
         f"controlPlaneEndpoint: {first}:6443   # the first host; the lab has no VIP",

@@ -28,7 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import api, netsetup, procs
 from lab.api import LabInfo
-from lab.config import BRIDGE, CLIENT_KEY, REPO, STATE, SUDOERS_FILE, LabError
+from lab.config import (
+    BRIDGE,
+    CLIENT_KEY,
+    LAB_BOOTSTRAP_STATE,
+    REPO,
+    STATE,
+    SUDOERS_FILE,
+    LabError,
+)
 from tests.lab_support import lab, requires_root, ssh_client, ssh_run
 
 __all__ = ["lab"]  # the fixture, imported for pytest
@@ -163,7 +171,7 @@ def test_pid_isolation(lab: LabInfo) -> None:
 
 def test_masters_yaml(lab: LabInfo) -> None:
     doc = yaml.safe_load(lab.inventory.read_text())
-    assert doc["clusterName"] == "lab"
+    assert doc["clusterName"] == LAB_BOOTSTRAP_STATE.name  # "lab", or "lab-<LAB_INSTANCE>"
     assert doc["etcdVersion"] == lab.etcd_version
     assert doc["kubernetesVersion"] == lab.kubernetes_version
     subnet = ".".join(lab.host("m1").address.split(".")[:3])  # 10.213.<LAB_INSTANCE>

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bootstrap.components import EtcdCluster
 from bootstrap.errors import StateError
 from bootstrap.etcd import Member
+from bootstrap.etcdview import ClusterView
 from bootstrap.inventory.model import Master, SSHSettings
 from bootstrap.join import _layout_without_cluster
 from bootstrap.membership import (
@@ -258,6 +259,27 @@ def test_layout_without_a_live_cluster() -> None:
     assert layout.joiners == ["cp4", "cp5"]
     assert layout.clusters["cp1"] == new_cluster(CP[:3])
     assert layout.clusters["cp4"].state == "existing"
+
+
+def test_a_record_naming_other_peer_urls_is_dropped_when_no_member_answers() -> None:
+    # The state dir of a cluster whose hosts were re-created with other addresses (seen:
+    # two lab instances sharing a state dir): its --initial-cluster names peer URLs these
+    # masters do not have, so etcd would refuse to start. With no member answering, the
+    # masters start as a new cluster from the inventory, and the run says why.
+    inv = inventory(3)
+    moved = [master(m.name, 100 + i) for i, m in enumerate(CP[:3])]
+    record = {m.name: new_cluster(moved) for m in moved}
+    layout = _layout_without_cluster(inv, record, ClusterView(members=None, source=None))
+    assert layout.joiners == []
+    assert all(c == new_cluster(CP[:3]) for c in layout.clusters.values())
+    assert any("other peer URLs for cp1, cp2, cp3" in note for note in layout.notes)
+    # Offline (plan, render: no probe made) the record is shown as it is.
+    kept = _layout_without_cluster(inv, record, None)
+    assert kept.clusters["cp1"] == new_cluster(moved) and not kept.notes
+    # A record that matches the inventory is kept when the cluster is merely down.
+    same = {m.name: new_cluster(CP[:3]) for m in CP[:3]}
+    down = _layout_without_cluster(inv, same, ClusterView(members=None, source=None))
+    assert down.clusters == same and not down.notes
 
 
 # --- reading a rendered manifest back --------------------------------------------------------
