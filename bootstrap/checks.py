@@ -10,6 +10,7 @@ honest failure instead of a four-minute wait.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -114,7 +115,7 @@ def wait_for(
     last_text = ""
     last_states = 0.0
     failing: list[str] = []
-    session.console.event(phase, f"waiting for {what} (timeout {timeout:.0f}s)")
+    first = True
     while True:
         ok, text, failing = probe()
         if ok and require_running:
@@ -122,6 +123,9 @@ def wait_for(
         if ok:
             session.console.event(phase, f"{what}: {text}")
             return
+        if first:  # said only when there is something to wait for
+            session.console.event(phase, f"waiting for {what} (timeout {timeout:.0f}s)")
+            first = False
         if text != last_text:
             session.console.event(phase, f"waiting for {what}: {text}")
             last_text = text
@@ -348,11 +352,17 @@ def _apiserver_live(session: Session, name: str, tls: ClientTLS) -> tuple[bool, 
         return False, _waiting_reason(exc)
     except BootstrapError as exc:
         return False, exc.message.splitlines()[0]
+    if result.status in (401, 403):
+        # Before its RBAC bootstrap roles exist a new apiserver authorizes nobody for /livez.
+        return False, "starting (authorization not set up yet)"
     etcd_ok, said = verbose_check(result, "etcd")
     if not etcd_ok:
         return False, said
     if result.status != 200:
-        failed = [ln.strip() for ln in result.text.splitlines() if ln.startswith("[-]")]
+        failed = [ln.strip()[3:] for ln in result.text.splitlines() if ln.startswith("[-]")]
+        hooks = [f.split(" ", 1)[0].removeprefix("poststarthook/") for f in failed]
+        if failed and all(f.startswith("poststarthook/") for f in failed):
+            return False, "starting (" + ", ".join(hooks) + ")"
         return False, f"/livez HTTP {result.status}: " + (", ".join(failed) or "not live")
     return True, "live"
 
@@ -445,6 +455,60 @@ def wait_for_component(
         probe,
         session.inventory.timeouts.component_ready,
         [m.name for m in masters],
+    )
+
+
+def lease_holder(session: Session, component: str) -> tuple[bool, str]:
+    """(held by a master, what was seen) for the component's leader-election Lease, read
+    through the first master's apiserver with admin.conf. /healthz answers ok before the
+    component has reached any apiserver (floor.md §4); a held Lease shows it works."""
+    first = session.masters[0].name
+    path = f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{component}"
+    try:
+        local = session.tunnel(first, API_PORT)
+        result = get(
+            "127.0.0.1", local, path, tls=kubeconfig_tls(session, first),
+            timeout=PROBE_TIMEOUT, server_name="127.0.0.1",
+        )
+    except HTTPCheckError as exc:
+        return False, _waiting_reason(exc)
+    except BootstrapError as exc:
+        return False, exc.message.splitlines()[0]
+    if result.status == 404:
+        return False, "no Lease yet"
+    if result.status != 200:
+        return False, result.summary(80)
+    try:
+        holder = str(json.loads(result.body)["spec"].get("holderIdentity") or "")
+    except (ValueError, KeyError, TypeError):
+        return False, "unreadable Lease: " + result.summary(80)
+    node = holder.split("_", 1)[0]
+    if node not in {m.name for m in session.masters}:
+        return False, f"held by {holder or 'nobody'}"
+    return True, f"held by {node}"
+
+
+def wait_for_lease(session: Session, component: str) -> None:
+    """The component's Lease has a holder among the masters (skipped when leader election
+    was turned off through extraArgs: then there is no Lease to hold)."""
+    extra = session.inventory.extra_args.get(component, {})
+    if str(extra.get("leader-elect", "true")).lower() == "false":
+        session.console.event("control-plane", f"{component}: leader election off, no Lease")
+        return
+
+    def probe() -> tuple[bool, str, list[str]]:
+        ok, text = lease_holder(session, component)
+        return ok, f"Lease kube-system/{component}: {text}", [] if ok else [
+            m.name for m in session.masters
+        ]
+
+    wait_for(
+        session,
+        "control-plane",
+        f"{component} leader election",
+        component,
+        probe,
+        session.inventory.timeouts.component_ready,
     )
 
 

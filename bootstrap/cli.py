@@ -292,6 +292,10 @@ def _init(args: argparse.Namespace, only: str | None) -> int:
             phases = list(INIT_PHASES)
             skip = args.skip_phases
         select(phases, skip)  # a bad --skip-phases is exit 2 before any host is asked
+        chosen = {p.name for p in select(phases, skip)}
+        session.options = dataclasses.replace(
+            session.options, overlap_fresh_start={"etcd", "control-plane"} <= chosen
+        )
         with exclusive(session, "init" + (f" phase {only}" if only else "")):
             # The hosts' CA and versions first: a wrong state dir or an edited version is
             # refused before a PKI is generated and before anything is written.

@@ -410,6 +410,7 @@ def run_control_plane_http(session: Session) -> None:
     checks.ensure_cluster_admins_binding(session)
     for component in ("kube-controller-manager", "kube-scheduler"):
         roll_http(session, "control-plane", component, rollout._wait_component(component))
+    rollout.wait_for_leases(session)
 
 
 # --- plan ----------------------------------------------------------------------------------

@@ -48,7 +48,13 @@ def push_subset(
     backup_dir = backup_dir_name()
 
     def push_one(master: Master, host: RemoteHost) -> list[FileChange]:
-        subset = [c for c in session.diff(master.name) if wanted(c)]
+        # The diff is computed once per run: a file this run already wrote with these very
+        # bytes (a fresh start pushes the control plane early) is not written again.
+        done = {(c.spec.path, c.spec.content) for c in session.written().get(master.name, [])}
+        matching = [c for c in session.diff(master.name) if wanted(c)]
+        subset = [c for c in matching if (c.spec.path, c.spec.content) not in done]
+        if matching and not subset:
+            return []  # all of it written earlier in this run, and said so then
         written = apply_changes(host, subset, backup_dir=backup_dir)
         session.record_written(master.name, written)
         session.console.event(phase, summarize(subset), master.name)
@@ -117,6 +123,7 @@ def roll(
     wait: Wait,
     *,
     first_ahead: bool = False,
+    before_wait: Callable[[], None] | None = None,
 ) -> None:
     """Start new pods everywhere at once, but replace running ones master by master.
 
@@ -136,6 +143,8 @@ def roll(
             push_subset(session, phase, wanted, fresh[1:])
         else:
             push_subset(session, phase, wanted, fresh)
+    if before_wait is not None:
+        before_wait()
     healthy = [m.name for m in fresh]
     wait(session, healthy)
     for master in restarting:
@@ -146,6 +155,35 @@ def roll(
             checks.wait_for_new_instance(session, master.name, component, before)
         healthy.append(master.name)
         wait(session, healthy)
+
+
+CONTROL_PLANE_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+STATIC_PODS = ("etcd", *CONTROL_PLANE_PODS)
+
+
+def fresh_start(session: Session) -> bool:
+    """No master has any of the four static pod manifests yet: the cluster's first start."""
+    every = {f"{MANIFESTS_DIR}/{c}.yaml" for c in STATIC_PODS}
+    return all(
+        {c.spec.path for c in session.diff(m.name) if c.is_manifest and c.action == "create"}
+        >= every
+        for m in session.masters
+    )
+
+
+def _start_control_plane_early(session: Session) -> None:
+    """A fresh cluster's apiservers, controller-managers and schedulers start while etcd
+    forms quorum: an apiserver waits up to ~20 s for etcd before it gives up, and the other
+    two retry until an apiserver answers (floor.md §2, §4), so nothing crash-loops when
+    quorum comes within seconds, and the phases overlap as the all-at-once floor does. A
+    running cluster is never changed this way: its pods are replaced one master at a time."""
+    wanted = [_manifest_of(c) for c in CONTROL_PLANE_PODS]
+    session.console.event(
+        "etcd", "fresh cluster: control-plane manifests pushed now, started while etcd forms quorum"
+    )
+    push_subset(
+        session, "control-plane", lambda c: _is_apiserver_config(c) or any(w(c) for w in wanted)
+    )
 
 
 def run_etcd(session: Session) -> None:
@@ -161,6 +199,11 @@ def run_etcd(session: Session) -> None:
             _manifest_of("etcd"),
             checks.wait_for_etcd_quorum,
             first_ahead=True,
+            before_wait=(
+                (lambda: _start_control_plane_early(session))
+                if session.options.overlap_fresh_start and fresh_start(session)
+                else None
+            ),
         )
     from bootstrap.join import record_rendered
 
@@ -188,7 +231,9 @@ def settle_apiservers(session: Session) -> None:
     """Every apiserver live with its etcd check before the next step, also those whose
     manifest did not change: an apiserver whose local etcd member was (re)started in this
     run reconnects with gRPC back-off (up to ~15 s, floor.md §3), and verify would catch it
-    mid-way (seen with the real kube-apiserver). A healthy cluster answers at once."""
+    mid-way (seen with the real kube-apiserver). A healthy cluster answers at once. (The
+    file rollout's ``roll`` already ends waiting for every master; the http one waits only
+    for the masters it delivered to.)"""
     _wait_apiservers(session, [m.name for m in session.masters])
 
 
@@ -206,12 +251,22 @@ def run_control_plane(session: Session) -> None:
         lambda c: _is_apiserver_config(c) or apiserver(c),
         _wait_apiservers,
     )
-    settle_apiservers(session)
     checks.ensure_cluster_admins_binding(session)
     for component in ("kube-controller-manager", "kube-scheduler"):
         roll(
             session, "control-plane", component, _manifest_of(component), _wait_component(component)
         )
+    wait_for_leases(session)
+
+
+def wait_for_leases(session: Session) -> None:
+    """Controller-manager and scheduler are working once their Leases are held (their
+    /healthz says ok before they have reached any apiserver)."""
+    if "kube-apiserver" not in session.options.components:
+        return
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        if component in session.options.components:
+            checks.wait_for_lease(session, component)
 
 
 def run_verify(session: Session) -> None:

@@ -42,6 +42,9 @@ class Options:
     delivery: str = "file"  # "file": manifests dir over SSH; "http": published (delivery.py)
     serve_url: str | None = None  # the running `bootstrap serve` (http delivery)
     offline: bool = False  # never contact hosts (render): etcd layout from the record only
+    # init runs etcd and control-plane in this invocation: a fresh cluster's control-plane
+    # pods may start together with etcd (rollout.fresh_start)
+    overlap_fresh_start: bool = False
 
 
 def default_state_dir(inventory: Inventory) -> Path:
