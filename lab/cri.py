@@ -20,10 +20,12 @@ SOCKET = "unix:///run/containerd/containerd.sock"
 CRICTL = ["crictl", "--runtime-endpoint", SOCKET, "--image-endpoint", SOCKET]
 
 
-def _crictl_json(exec_in: Exec, host: str, *args: str) -> dict[str, Any]:
-    proc = exec_in(host, [*CRICTL, *args, "-o", "json"])
+def _crictl_json(exec_in: Exec, host: str, command: str, *args: str) -> dict[str, Any]:
+    # Options before the arguments: crictl (urfave/cli) takes what follows an argument
+    # as further arguments.
+    proc = exec_in(host, [*CRICTL, command, "-o", "json", *args])
     if proc.returncode != 0:
-        raise LabError(f"{host}: crictl {' '.join(args)}: "
+        raise LabError(f"{host}: crictl {command} {' '.join(args)}: "
                        + proc.stderr.decode(errors="replace").strip()[-300:])
     data = json.loads(proc.stdout or b"{}")
     return data if isinstance(data, dict) else {}
