@@ -53,8 +53,8 @@ def child_env(**extra: str) -> dict[str, str]:
 def pki_and_render_in_process(inventory_path: Path, state_dir: Path) -> float:
     """Seconds for inventory load + PKI generation + kubeconfigs + manifests (warm imports)."""
     from bootstrap.inventory import load
+    from bootstrap.manifests.plan import build_plans
     from bootstrap.pki import ensure_pki
-    from bootstrap.plan import build_plans
 
     started = time.perf_counter()
     inventory = load(inventory_path)
@@ -77,9 +77,6 @@ def timed_run(argv: list[str]) -> float:
 def bench_render(report: Report, runs: int = 5) -> None:
     # Import once before timing: the in-process number is the work, not the imports;
     # the whole-process number (`bootstrap render`) carries the imports.
-    import bootstrap.inventory
-    import bootstrap.pki
-    import bootstrap.plan  # noqa: F401
 
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         root = Path(tmp)

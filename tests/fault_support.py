@@ -249,8 +249,8 @@ def wipe_hosts(info: LabInfo) -> None:
 def desired_trees(inventory: Path, state_dir: Path) -> dict[str, dict[str, Any]]:
     """host -> path -> FileSpec, from the same state dir the CLI uses."""
     from bootstrap.inventory import load
+    from bootstrap.manifests.plan import build_plans
     from bootstrap.pki import ensure_pki
-    from bootstrap.plan import build_plans
 
     inv = load(inventory)
     plans = build_plans(inv, ensure_pki(inv, state_dir))

@@ -12,8 +12,8 @@ import ipaddress
 from pathlib import Path
 
 from bootstrap.inventory.model import Inventory, Master, SSHSettings
+from bootstrap.manifests.render import ENCRYPTION_CONFIG_PATH, EtcdCluster
 from bootstrap.model import FileSpec
-from bootstrap.render import ENCRYPTION_CONFIG_PATH, EtcdCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"

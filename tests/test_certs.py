@@ -13,7 +13,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from bootstrap.certs import (
+from bootstrap.day2.certs import (
     HostCerts,
     cert_names,
     check,
@@ -24,12 +24,12 @@ from bootstrap.certs import (
     short_duration,
     tables,
 )
+from bootstrap.day2.renew import expired_etcd_certs
+from bootstrap.day2.snapshot import kept_snapshots, prune, snapshot_name
+from bootstrap.day2.upgrade import cluster_versions, image_tag, plan_upgrade
 from bootstrap.errors import UsageError
 from bootstrap.inventory.model import Inventory
 from bootstrap.pki import ClusterPKI, ensure_pki
-from bootstrap.renew import expired_etcd_certs
-from bootstrap.snapshot import kept_snapshots, prune, snapshot_name
-from bootstrap.upgrade import cluster_versions, image_tag, plan_upgrade
 from tests.pki_support import NOW, make_inventory
 
 KUBEADM_ROWS = [
@@ -396,8 +396,8 @@ def _upgrade_diff(have: tuple[str, str], target: str, pinned: str | None = None)
 
     from render_support import example_inventory_137, fake_mounted_files, full_cluster
 
-    from bootstrap.push import manifest_diff
-    from bootstrap.render import render_manifests
+    from bootstrap.manifests.render import render_manifests
+    from bootstrap.transport.push import manifest_diff
 
     plan = plan_upgrade(have[0], target, cluster_etcd=have[1], pinned_etcd=pinned)
     running = example_inventory_137(kubernetes_version=have[0], etcd_version=have[1])

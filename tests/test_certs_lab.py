@@ -28,13 +28,13 @@ from typing import Any
 import pytest
 import yaml
 
-from bootstrap import masterroll
-from bootstrap.certs import renew_labels
+from bootstrap.day2.certs import renew_labels
 from bootstrap.inventory import load
 from bootstrap.pki import ensure_pki
-from bootstrap.push import backup_dir_name
-from bootstrap.session import Session
+from bootstrap.run.session import Session
 from bootstrap.transport import connect_all
+from bootstrap.transport.push import backup_dir_name
+from bootstrap.workflow import masterroll
 from lab import api
 from lab.api import LabInfo
 from tests.lab_support import lab  # noqa: F401  (fixture)

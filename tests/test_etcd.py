@@ -1,4 +1,4 @@
-"""bootstrap.etcd against real etcd 3.5.1 members on loopback (no fake etcd)."""
+"""bootstrap.etcd.client against real etcd 3.5.1 members on loopback (no fake etcd)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.errors import EtcdError
-from bootstrap.etcd import (
+from bootstrap.etcd.client import (
     EtcdClient,
     LearnerNotReady,
     MemberNotFound,

@@ -34,7 +34,7 @@ from etcd_support import ETCD as WHEEL_ETCD
 from render_support import REPO_ROOT, example_inventory_137, full_cluster
 
 from bootstrap.inventory.model import Inventory, Master
-from bootstrap.render import render_manifests
+from bootstrap.manifests.render import render_manifests
 
 KUBEBIN = REPO_ROOT / "lab" / "kubebin"
 READY_WITHIN = 60.0  # seconds; a cold etcd on a loaded 2-core machine takes a few
@@ -95,8 +95,8 @@ def _free_port() -> int:
 
 def _rendered_etcd(tmp_path: Path, kubernetes: str, etcd: str) -> tuple[list[str], list[str]]:
     """(the rendered etcd command, the same made runnable here), the master's tree written."""
+    from bootstrap.manifests.plan import support_files
     from bootstrap.pki import ensure_pki
-    from bootstrap.plan import support_files
 
     inventory, master = _solo(kubernetes, etcd)
     pki = ensure_pki(inventory, tmp_path / "state")

@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 
 from bootstrap.errors import BootstrapError
-from bootstrap.etcd import EtcdUnreachable, Status
-from bootstrap.guard import (
+from bootstrap.etcd.client import EtcdUnreachable, Status
+from bootstrap.health.status import EtcdProcess, etcd_state, quorum_line
+from bootstrap.node.podstate import PodState
+from bootstrap.pki import ensure_pki
+from bootstrap.run.session import Session
+from bootstrap.workflow.guard import (
     ClusterMismatch,
     HostView,
     VersionChange,
@@ -26,10 +30,6 @@ from bootstrap.guard import (
     image_tag,
     manifest_image,
 )
-from bootstrap.pki import ensure_pki
-from bootstrap.podstate import PodState
-from bootstrap.session import Session
-from bootstrap.statusview import EtcdProcess, etcd_state, quorum_line
 from tests.pki_support import make_inventory
 
 INVENTORY = make_inventory(kubernetes_version="v1.34.1", etcd_version="3.6.4")

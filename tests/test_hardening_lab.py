@@ -38,9 +38,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bootstrap.guard import fingerprint
 from bootstrap.inventory.versions import DEFAULT_ETCD_FOR_MINOR
-from bootstrap.locks import LOCAL_LOCK, REMOTE_LOCK, Holder
+from bootstrap.workflow.guard import fingerprint
+from bootstrap.workflow.locks import LOCAL_LOCK, REMOTE_LOCK, Holder
 from lab import api
 from lab.api import LabInfo
 from tests.fault_support import (

@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from bootstrap import delivery
 from bootstrap.inventory import load
 from bootstrap.pki import ensure_pki
+from bootstrap.workflow import delivery
 from lab import api, config
 from lab.api import LabInfo
 from tests.lab_support import lab  # noqa: F401  (fixture)

@@ -932,8 +932,8 @@ def test_schema_defaults_match_the_loaders_defaults() -> None:
 def _pod_default_flags() -> dict[str, set[str]]:
     """Every flag components.py computes, over the inventory shapes that change the set
     (podSubnet, encryption, etcd 3.5 vs 3.6, a joining member, each supported minor)."""
-    from bootstrap.components import EtcdCluster, pod_facts
     from bootstrap.inventory.versions import SUPPORTED_KUBERNETES_MINORS, etcd_too_new_for
+    from bootstrap.manifests.components import EtcdCluster, pod_facts
 
     found: dict[str, set[str]] = {c: set() for c in COMPONENTS}
     for minor in SUPPORTED_KUBERNETES_MINORS:

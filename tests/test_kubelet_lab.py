@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from bootstrap.inventory import load
-from bootstrap.podstate import read_pod_states
+from bootstrap.node.podstate import read_pod_states
 from bootstrap.transport import connect_all
 from lab import api, cgroups, cri, record, sysctls
 from lab.api import LabInfo

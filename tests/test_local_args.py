@@ -166,7 +166,7 @@ def test_number_flags_say_what_is_wrong(
 
 def test_ignore_preflight_errors_knows_every_check_name() -> None:
     """The names --ignore-preflight-errors accepts are exactly those preflight reports."""
-    from bootstrap.preflight import HostFacts, check_names, evaluate
+    from bootstrap.node.preflight import HostFacts, check_names, evaluate
 
     facts = HostFacts(
         host="m1", uid=1000, hostname="", machine_id="", clock_skew=99.0, round_trip=0.0,
@@ -237,7 +237,7 @@ def test_a_key_of_another_owner_is_not_judged_by_its_mode(tmp_path: Path) -> Non
 
 def test_several_hosts_failing_are_named_once_each_with_one_hint_per_line() -> None:
     from bootstrap.errors import HostKeyUnknown
-    from bootstrap.stdio import report_lines
+    from bootstrap.local.stdio import report_lines
     from bootstrap.transport import _combined
 
     failures: list[tuple[str, BaseException]] = [
@@ -255,8 +255,8 @@ def test_several_hosts_failing_are_named_once_each_with_one_hint_per_line() -> N
 
 def test_plan_may_show_http_delivery_without_a_server() -> None:
     """plan prints what would be published (a placeholder URL); init needs the server."""
-    from bootstrap.argcheck import check_local_args
     from bootstrap.cli import build_parser
+    from bootstrap.cli.argcheck import check_local_args
     from bootstrap.errors import UsageError
 
     parser = build_parser()
@@ -266,7 +266,7 @@ def test_plan_may_show_http_delivery_without_a_server() -> None:
 
 
 def test_all_and_any_case_stay_valid_preflight_names() -> None:
-    from bootstrap.argcheck import check_preflight_names
+    from bootstrap.cli.argcheck import check_preflight_names
     from bootstrap.errors import UsageError
 
     check_preflight_names(["all"])

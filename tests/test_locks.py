@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from bootstrap.inventory.model import Master, SSHSettings
-from bootstrap.locks import LOCAL_LOCK, Holder, LockHeld, StateDirLock, remote_script
 from bootstrap.transport import connect
+from bootstrap.workflow.locks import LOCAL_LOCK, Holder, LockHeld, StateDirLock, remote_script
 from tests.sshd_support import start_sshd
 
 pytestmark = pytest.mark.skipif(shutil.which("flock") is None, reason="needs util-linux flock")
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(shutil.which("flock") is None, reason="needs uti
 HOLD = """
 import sys, time
 from pathlib import Path
-from bootstrap.locks import Holder, StateDirLock
+from bootstrap.workflow.locks import Holder, StateDirLock
 lock = StateDirLock(Path(sys.argv[1]), Holder.me("init"))
 lock.acquire()
 print("held", flush=True)

@@ -13,13 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bootstrap.components import EtcdCluster
 from bootstrap.errors import StateError
-from bootstrap.etcd import Member
-from bootstrap.etcdview import ClusterView
-from bootstrap.inventory.model import Master, SSHSettings
-from bootstrap.join import _layout_without_cluster
-from bootstrap.membership import (
+from bootstrap.etcd.client import Member
+from bootstrap.etcd.membership import (
     cluster_from_manifest,
     fault_tolerance,
     format_initial_cluster,
@@ -35,7 +31,11 @@ from bootstrap.membership import (
     stale_member_lines,
     stale_members,
 )
-from bootstrap.render import render_manifests
+from bootstrap.inventory.model import Master, SSHSettings
+from bootstrap.manifests.components import EtcdCluster
+from bootstrap.manifests.render import render_manifests
+from bootstrap.run.etcdview import ClusterView
+from bootstrap.workflow.join import _layout_without_cluster
 from tests.render_support import example_inventory, fake_mounted_files
 
 SSH = SSHSettings()

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from bootstrap.etcd import EtcdClient, Member, TLSFiles
+from bootstrap.etcd.client import EtcdClient, Member, TLSFiles
 from bootstrap.inventory import load
 from bootstrap.pki import ensure_pki
 from bootstrap.transport import connect

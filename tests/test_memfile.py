@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap import memfile
-from bootstrap.checks import etcd_tls, kubeconfig_tls
-from bootstrap.etcdview import healthcheck_tls
-from bootstrap.memfile import MemoryFiles, describe, sweep_stale
-from bootstrap.session import Session
+from bootstrap.health.waits import etcd_tls, kubeconfig_tls
+from bootstrap.local import memfile
+from bootstrap.local.memfile import MemoryFiles, describe, sweep_stale
+from bootstrap.run.etcdview import healthcheck_tls
+from bootstrap.run.session import Session
 from tests.pki_support import make_inventory
 
 KEY_MARKER = b"PRIVATE KEY"
@@ -83,7 +83,7 @@ def test_only_the_asked_files_exist(session: Session) -> None:
 def test_memory_files_vanish_with_a_killed_process(tmp_path: Path) -> None:
     """SIGKILL leaves nothing: the files never were on disk."""
     code = (
-        "import os, sys; from pathlib import Path; from bootstrap.memfile import MemoryFiles;"
+        "import os, sys; from pathlib import Path; from bootstrap.local.memfile import MemoryFiles;"
         f"m = MemoryFiles(Path({str(tmp_path / 'state')!r}));"
         "p = m.path('cp1:/etc/kubernetes/pki/ca.key', b'-----BEGIN PRIVATE KEY-----x');"
         "print(p, flush=True); os.kill(os.getpid(), 9)"

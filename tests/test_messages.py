@@ -107,8 +107,8 @@ def test_plural(count: int, text: str) -> None:
 
 
 def test_one_voter_remains_in_singular() -> None:
-    from bootstrap.etcd import Member
-    from bootstrap.membership import removal_verdict
+    from bootstrap.etcd.client import Member
+    from bootstrap.etcd.membership import removal_verdict
 
     members = [Member(id=i, name=f"m{i}", peer_urls=(f"https://10.0.0.{i}:2380",),
                       client_urls=(), is_learner=False) for i in (1, 2)]
@@ -118,9 +118,9 @@ def test_one_voter_remains_in_singular() -> None:
 
 def test_reset_dry_run_names_the_kubeconfigs_each_master_has(tmp_path: Path) -> None:
     """The first master has five kubeconfigs (super-admin.conf), the others four."""
+    from bootstrap.day2.reset import _kubeconfigs_text
     from bootstrap.inventory import load
-    from bootstrap.reset import _kubeconfigs_text
-    from bootstrap.session import Session
+    from bootstrap.run.session import Session
 
     inv = load(REPO / "inventory.example.yaml")
     session = Session(inventory=inv, state_dir=tmp_path / "state")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from bootstrap.preflight import (
+from bootstrap.node.preflight import (
     _FACTS_SCRIPT,
     HostFacts,
     blocking,

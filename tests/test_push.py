@@ -13,8 +13,8 @@ from sshd_support import Sshd
 from test_transport import make_master, sshd  # noqa: F401  (the real-sshd fixture)
 
 from bootstrap.model import FileSpec, RemoteFile
-from bootstrap.push import apply_changes, classify, diff_host, summarize
 from bootstrap.transport import SSHHost, connect
+from bootstrap.transport.push import apply_changes, classify, diff_host, summarize
 
 pytestmark = pytest.mark.sshd
 

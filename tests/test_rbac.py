@@ -6,8 +6,8 @@ import json
 
 from render_support import example_inventory, example_inventory_137
 
+from bootstrap.manifests.rbac import bootstrap_bindings
 from bootstrap.pki.table import leaf_specs
-from bootstrap.rbac import bootstrap_bindings
 
 
 def test_kubelet_client_binding_comes_with_the_certificate_without_o() -> None:

@@ -43,8 +43,7 @@ from render_support import (
 
 from bootstrap.errors import InputError, TemplateError
 from bootstrap.inventory.model import Inventory, Master
-from bootstrap.model import FileSpec
-from bootstrap.render import (
+from bootstrap.manifests.render import (
     CONFIG_DIGEST_ANNOTATION,
     ENCRYPTION_CONFIG_PATH,
     EtcdCluster,
@@ -52,6 +51,7 @@ from bootstrap.render import (
     render_manifests,
     yaml_scalar,
 )
+from bootstrap.model import FileSpec
 
 MANIFESTS = "/etc/kubernetes/manifests"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -830,10 +830,11 @@ def test_default_templates_dir_has_the_four_templates() -> None:
 
 
 def test_flag_paths_exist_in_the_real_master_tree(tmp_path: Path) -> None:
-    """With the real PKI, kubeconfigs and encryption config (bootstrap.pki / bootstrap.plan),
-    every file a flag names is in the master's tree and under one of the pod's mounts."""
+    """With the real PKI, kubeconfigs and encryption config (bootstrap.pki /
+    bootstrap.manifests.plan), every file a flag names is in the master's tree and under
+    one of the pod's mounts."""
+    from bootstrap.manifests.plan import support_files
     from bootstrap.pki import ensure_pki
-    from bootstrap.plan import support_files
 
     inventory = example_inventory()
     pki = ensure_pki(inventory, tmp_path / "state")
@@ -923,11 +924,11 @@ def _write_tree(root: Path, files: dict[str, FileSpec]) -> None:
 @pytest.fixture
 def etcd_from_rendered_manifest(tmp_path: Path) -> Iterator[tuple[dict[str, Any], int]]:
     """Run the rendered etcd.yaml command on the real etcd 3.5.1 binary, with the master's
-    real tree (bootstrap.pki + bootstrap.plan) written under tmp_path. Only the
+    real tree (bootstrap.pki + bootstrap.manifests.plan) written under tmp_path. Only the
     /etc/kubernetes and /var/lib/etcd prefixes and the three ports are rewritten so it can
     run on loopback without root paths."""
+    from bootstrap.manifests.plan import support_files
     from bootstrap.pki import ensure_pki
-    from bootstrap.plan import support_files
 
     inventory, master = _solo_inventory()
     pki = ensure_pki(inventory, tmp_path / "state")

@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 import yaml
 
-from bootstrap import delivery, serve
+from bootstrap.day2 import serve
 from bootstrap.inventory import load
+from bootstrap.manifests.plan import build_plans
 from bootstrap.pki import ensure_pki
-from bootstrap.plan import build_plans
+from bootstrap.workflow import delivery
 from lab.runner.manifests import parse_url_body
 
 REPO = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from bootstrap.etcd import EtcdClient, TLSFiles
+from bootstrap.etcd.client import EtcdClient, TLSFiles
 from bootstrap.inventory import load
 from bootstrap.pki import ensure_pki
 from bootstrap.transport import connect_all

@@ -300,7 +300,7 @@ def _vagrantfile_constants() -> dict[str, str]:
 
 @pytest.mark.skipif(shutil.which("ruby") is None, reason="ruby not installed (.ci/run installs it)")
 def test_vagrantfile_takes_versions_and_images_from_the_inventory() -> None:
-    from bootstrap.components import etcd_image
+    from bootstrap.manifests.components import etcd_image
 
     inventory = load(INVENTORY)
     constants = _vagrantfile_constants()

@@ -1,4 +1,4 @@
-"""bootstrap.verify against a real 3-member etcd cluster on loopback (no fake etcd).
+"""bootstrap.health.verify against a real 3-member etcd cluster on loopback (no fake etcd).
 
 The endpoints are the members' own loopback ports; in production they are the local ends
 of SSH tunnels to each master's 127.0.0.1. Member names and peer URLs play the inventory.
@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from bootstrap.errors import WaitTimeout
-from bootstrap.etcd import TLSFiles
-from bootstrap.verify import (
+from bootstrap.etcd.client import TLSFiles
+from bootstrap.health.poll import wait_until
+from bootstrap.health.verify import (
     CHECKS,
     Expected,
     MasterEndpoints,
@@ -25,7 +26,6 @@ from bootstrap.verify import (
     exit_code,
     verify_masters,
 )
-from bootstrap.wait import wait_until
 from tests.etcd_support import EtcdCluster, EtcdPKI, closed_port, cluster_context, make_pki
 
 ETCD_CHECKS = CHECKS["etcd"]
@@ -335,7 +335,7 @@ def test_wait_until_reports_progress_and_the_last_error() -> None:
 def test_https_get_verifies_the_server_against_the_named_ca(
     shared_cluster: EtcdCluster, pki: EtcdPKI
 ) -> None:
-    from bootstrap import httpcheck
+    from bootstrap.transport import httpcheck
 
     port = shared_cluster.member("m1").client_port
     good = httpcheck.ClientTLS(
@@ -369,7 +369,7 @@ def test_https_get_verifies_the_server_against_the_named_ca(
 def test_https_get_unverified_mode_skips_only_server_verification(
     shared_cluster: EtcdCluster, pki: EtcdPKI
 ) -> None:
-    from bootstrap import httpcheck
+    from bootstrap.transport import httpcheck
 
     port = shared_cluster.member("m1").client_port
     # Trusting nothing, yet the handshake completes: this is the self-signed-component mode.
@@ -385,7 +385,7 @@ def test_https_get_unverified_mode_skips_only_server_verification(
 def test_https_get_ignores_the_environment_trust_store(
     shared_cluster: EtcdCluster, pki: EtcdPKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bootstrap import httpcheck
+    from bootstrap.transport import httpcheck
 
     # Pointing the usual variables at our CA must not make an unrelated CA trusted, and
     # pointing them elsewhere must not break the named CA.

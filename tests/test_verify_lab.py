@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bootstrap.errors import EtcdError
-from bootstrap.etcd import EtcdClient, TLSFiles
+from bootstrap.etcd.client import EtcdClient, TLSFiles
 from bootstrap.inventory import load
 from bootstrap.transport import connect
 from lab import api

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from bootstrap.errors import StateError
-from bootstrap.localfs import naming
+from bootstrap.local.files import naming
 from bootstrap.pki.keys import PrivateKey, load_private_key, same_public_key
 
 DIR_MODE = 0o700

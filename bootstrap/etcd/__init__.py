@@ -1,0 +1,1 @@
+"""etcd: the one client module (pyetcd), pure member logic, the member layout decision."""

@@ -1,0 +1,1 @@
+"""Waiting for and checking a cluster: rollout waits, verify checks, status, polling."""

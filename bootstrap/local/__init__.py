@@ -1,0 +1,1 @@
+"""The operator's machine: console output, std streams, local files, in-memory credential files."""

@@ -1,0 +1,1 @@
+"""Desired state, pure: component facts, rendered static-pod manifests, per-master plans."""

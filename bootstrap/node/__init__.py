@@ -1,0 +1,1 @@
+"""What a master runs, read-only: static-pod state and preflight facts (through transport)."""

@@ -1,0 +1,1 @@
+"""One run's shared data: the Session (inventory, PKI, hosts, desired trees) and its etcd view."""

@@ -1,0 +1,252 @@
+"""One run of the tool against one inventory: lazily loaded PKI, plans, connections, tunnels.
+
+Phases share this object (kubeadm's ``InitData`` idea): each asks for what it needs and
+the first asker pays for it. ``close()`` releases tunnels, connections and the in-memory
+client credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from bootstrap.inventory.model import Inventory, Master
+from bootstrap.local.console import Console
+from bootstrap.model import RemoteHost
+
+if TYPE_CHECKING:
+    from bootstrap.local.memfile import MemoryFiles
+    from bootstrap.manifests.plan import MasterPlan
+    from bootstrap.pki import ClusterPKI
+    from bootstrap.transport.push import FileChange
+    from bootstrap.workflow.join import EtcdLayout
+
+T = TypeVar("T")
+ALL_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+@dataclass(frozen=True)
+class Options:
+    accept_new_host_keys: bool = False
+    ignore_preflight_errors: tuple[str, ...] = ()
+    components: tuple[str, ...] = ALL_COMPONENTS
+    templates_dir: Path | None = None
+    sudo_password: str | None = None
+    dry_run: bool = False
+    delivery: str = "file"  # "file": manifests dir over SSH; "http": published (delivery.py)
+    serve_url: str | None = None  # the running `bootstrap serve` (http delivery)
+    offline: bool = False  # never contact hosts (render): etcd layout from the record only
+    # init runs etcd and control-plane in this invocation: a fresh cluster's control-plane
+    # pods may start together with etcd (rollout.fresh_start)
+    overlap_fresh_start: bool = False
+
+
+def default_state_dir(inventory: Inventory) -> Path:
+    return Path(".bootstrap") / inventory.cluster_name
+
+
+@dataclass
+class Session:
+    inventory: Inventory
+    state_dir: Path
+    options: Options = field(default_factory=Options)
+    console: Console = field(default_factory=Console)
+    _hosts: dict[str, RemoteHost] | None = None
+    _unreachable: dict[str, str] = field(default_factory=dict)  # connect_reachable's misses
+    _diffs: dict[str, list[FileChange]] = field(default_factory=dict)
+    _written: dict[str, list[FileChange]] = field(default_factory=dict)
+    _tunnels: dict[tuple[str, int], int] = field(default_factory=dict)
+    _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _memory: MemoryFiles | None = None
+    # Masters of the inventory that are not etcd members yet: the init phases leave them
+    # out (``masters``) and the join phase adds them one at a time (bootstrap.workflow.join).
+    pending_joins: set[str] = field(default_factory=set)
+
+    # --- local, pure parts ------------------------------------------------------
+
+    @cached_property
+    def pki(self) -> ClusterPKI:
+        from bootstrap.pki import ensure_pki
+
+        return ensure_pki(self.inventory, self.state_dir)
+
+    @cached_property
+    def etcd_layout(self) -> EtcdLayout:
+        """How each master's etcd is rendered (recorded, read back, new or joining)."""
+        from bootstrap.workflow.join import resolve_layout
+
+        return resolve_layout(self)
+
+    @cached_property
+    def plans(self) -> dict[str, MasterPlan]:
+        from bootstrap.manifests.plan import build_plans
+
+        return build_plans(
+            self.inventory,
+            self.pki,
+            templates_dir=self.options.templates_dir,
+            etcd_cluster_for=self.etcd_layout.cluster_for,
+        )
+
+    def replan(self, name: str) -> None:
+        """Forget the plans and ``name``'s diff: its etcd rendering changed (a join)."""
+        self.__dict__.pop("plans", None)
+        with self._lock:
+            self._diffs.pop(name, None)
+
+    @property
+    def masters(self) -> tuple[Master, ...]:
+        """The masters in (or forming) the cluster: the inventory minus pending joins."""
+        if not self.pending_joins:
+            return self.inventory.masters
+        return tuple(m for m in self.inventory.masters if m.name not in self.pending_joins)
+
+    def cluster_ca_sha256(self) -> str:
+        first = self.inventory.masters[0].name
+        return self.pki.host_files(first)["/etc/kubernetes/pki/ca.crt"].sha256
+
+    # --- hosts -------------------------------------------------------------------
+
+    @property
+    def hosts(self) -> dict[str, RemoteHost]:
+        if self._hosts is None:
+            from bootstrap.transport import connect_all
+
+            connected = connect_all(
+                list(self.inventory.masters),
+                accept_new_host_keys=self.options.accept_new_host_keys,
+                sudo_password=self.options.sudo_password,
+            )
+            self._hosts = dict(connected)
+        return self._hosts
+
+    def connect_reachable(self) -> dict[str, str]:
+        """Connect every master that answers; name -> error text for those that do not.
+
+        For removal and reset, where a dead host must not stop the rest. Later ``hosts``
+        holds only the reachable ones.
+        """
+        from bootstrap.errors import HostUnreachable, OperationTimeout
+        from bootstrap.transport import connect
+
+        if self._hosts is not None:
+            return dict(self._unreachable)
+        hosts: dict[str, RemoteHost] = {}
+        failed: dict[str, str] = {}
+        errors: list[BaseException] = []
+
+        def one(master: Master) -> None:
+            try:
+                hosts[master.name] = connect(
+                    master,
+                    accept_new_host_keys=self.options.accept_new_host_keys,
+                    sudo_password=self.options.sudo_password,
+                )
+            except (HostUnreachable, OperationTimeout) as exc:  # a dead host, not a bad key
+                failed[master.name] = exc.message.splitlines()[0]
+            except BaseException as exc:  # host key, auth: never skipped silently
+                errors.append(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.inventory.masters)))) as pool:
+            list(pool.map(one, self.inventory.masters))
+        if errors:
+            for host in hosts.values():
+                with contextlib.suppress(Exception):
+                    host.close()
+            raise errors[0]
+        self._hosts = {m.name: hosts[m.name] for m in self.inventory.masters if m.name in hosts}
+        self._unreachable = dict(failed)
+        return failed
+
+    def host(self, name: str) -> RemoteHost:
+        return self.hosts[name]
+
+    def each_host(
+        self, fn: Callable[[Master, RemoteHost], T], masters: Sequence[Master] | None = None
+    ) -> dict[str, T]:
+        """Run fn on every master in parallel; the first error wins (others still finish)."""
+        chosen = list(masters if masters is not None else self.masters)
+        hosts = self.hosts
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(chosen)))) as pool:
+            futures = {m.name: pool.submit(fn, m, hosts[m.name]) for m in chosen}
+            results: dict[str, T] = {}
+            errors: list[BaseException] = []
+            for name, fut in futures.items():
+                try:
+                    results[name] = fut.result()
+                except BaseException as exc:  # re-raised below, after every host finished
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+            return results
+
+    # --- desired state vs hosts ------------------------------------------------------
+
+    def diff(self, name: str) -> list[FileChange]:
+        """The host's changes against its whole desired tree, computed once per run."""
+        from bootstrap.transport.push import diff_host
+
+        with self._lock:
+            cached = self._diffs.get(name)
+        if cached is None:
+            cached = diff_host(self.host(name), self.plans[name].tree)
+            with self._lock:
+                self._diffs[name] = cached
+        return cached
+
+    def record_written(self, name: str, changes: Sequence[FileChange]) -> None:
+        with self._lock:
+            self._written.setdefault(name, []).extend(changes)
+
+    def written(self) -> dict[str, list[FileChange]]:
+        with self._lock:
+            return {k: list(v) for k, v in self._written.items()}
+
+    # --- tunnels and credentials -------------------------------------------------------
+
+    def tunnel(self, name: str, remote_port: int) -> int:
+        """A local port forwarded to the master's 127.0.0.1:remote_port, kept for the run."""
+        with self._lock:
+            port = self._tunnels.get((name, remote_port))
+        if port is None:
+            port = self._exit.enter_context(self.host(name).forward(remote_port))
+            with self._lock:
+                self._tunnels[(name, remote_port)] = port
+        return port
+
+    def credential(self, name: str, path: str) -> Path:
+        """A path holding the master's file ``path`` (a cert, key or kubeconfig of its
+        desired tree), so we talk to its etcd and apiserver with exactly the files its own
+        components use. The content lives in an anonymous memory file (bootstrap.local.memfile):
+        no copy of a key is ever written to disk, and only the files asked for exist."""
+        files = self.pki.host_files(name)
+        spec = files.get(path) or self.pki.kubeconfig_files(name).get(path)
+        if spec is None:
+            raise KeyError(f"{name} has no file {path} in its desired tree")
+        return self.memory_file(f"{name}:{path}", spec.content)
+
+    def memory_file(self, label: str, content: bytes) -> Path:
+        """A path with ``content`` that exists only in this process (see credential)."""
+        from bootstrap.local.memfile import MemoryFiles
+
+        with self._lock:
+            if self._memory is None:
+                self._memory = MemoryFiles(self.state_dir)
+            memory = self._memory
+        return memory.path(label, content)
+
+    def close(self) -> None:
+        self._exit.close()
+        if self._hosts:
+            for host in self._hosts.values():
+                with contextlib.suppress(Exception):
+                    host.close()
+        if self._memory is not None:
+            self._memory.close()

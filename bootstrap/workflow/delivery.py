@@ -1,0 +1,477 @@
+"""Static pods delivered through the kubelet's manifest URL instead of the manifests dir.
+
+The model: ``init --delivery http`` **publishes** each master's PodList into the state
+dir (``<state>/served/<node>.json``, built from exactly the manifests file delivery
+writes); ``bootstrap serve`` (bootstrap.day2.serve) serves each published document to its
+node only and records which document each node last fetched
+(``<state>/served/<node>.fetched.json``). Publishing is the "write" of file delivery, so
+the rollout keeps its order and health gates: new pods are published to every master
+together, a pod whose spec changes is re-published master by master, each time waiting
+until the node fetched the new document, runs the new instance and the cluster is healthy.
+A server that re-rendered on every inventory save would restart every etcd member at
+once; that is why the server serves what init published and renders nothing itself.
+
+Secrets never travel through the URL: certificates, keys, kubeconfigs and the encryption
+config still go over SSH; a PodList carries only pod specs (hostPath mounts name files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bootstrap.errors import InputError, OperationError, WaitTimeout
+from bootstrap.inventory.model import MANIFESTS_DIR, PKI_DIR, Master
+from bootstrap.model import FileSpec, RemoteHost
+from bootstrap.pki.store import ensure_dir, read_optional, write_atomic
+from bootstrap.run.session import Session
+from bootstrap.transport.push import FileChange, classify
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+SERVED_DIR = "served"
+TOKENS_FILE = "serve-tokens.json"
+STATE_FILE_MODE = 0o600
+# The lab kubelet's URL-source settings (lab/runner/urlconfig.py) and the CA it checks
+# the server with: the cluster CA, already on every master from the certs phase.
+LAB_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
+LAB_RUNNER_CONFIG = "/var/lib/kubelet/lab-runner/config.json"
+URL_CA_FILE = f"{PKI_DIR}/ca.crt"
+LAB_HTTP_CHECK_FREQUENCY = 2.0
+
+
+# --- state files -------------------------------------------------------------------------
+
+
+def served_dir(state_dir: Path) -> Path:
+    return state_dir / SERVED_DIR
+
+
+def published_path(state_dir: Path, node: str) -> Path:
+    return served_dir(state_dir) / f"{node}.json"
+
+
+def fetched_path(state_dir: Path, node: str) -> Path:
+    return served_dir(state_dir) / f"{node}.fetched.json"
+
+
+def tokens_path(state_dir: Path) -> Path:
+    return state_dir / TOKENS_FILE
+
+
+def load_tokens(state_dir: Path) -> dict[str, str]:
+    data = read_optional(tokens_path(state_dir))
+    if data is None:
+        return {}
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise InputError(
+            f"{tokens_path(state_dir)} is not JSON: {exc}",
+            hint="delete it; `bootstrap serve` generates new tokens (then re-run init)",
+        ) from exc
+    if not isinstance(doc, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in doc.items()
+    ):
+        raise InputError(f"{tokens_path(state_dir)} must map node names to tokens")
+    return dict(doc)
+
+
+def ensure_tokens(state_dir: Path, nodes: Sequence[str]) -> dict[str, str]:
+    """Per-node bearer tokens, generated once and kept (0600); new nodes get one."""
+    tokens = load_tokens(state_dir)
+    missing = [n for n in nodes if n not in tokens]
+    for node in missing:
+        tokens[node] = secrets.token_urlsafe(32)
+    if missing or not tokens_path(state_dir).exists():
+        ensure_dir(state_dir)
+        write_atomic(tokens_path(state_dir), _json(tokens), STATE_FILE_MODE)
+    return tokens
+
+
+def _json(doc: Any) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+def pod_object(spec: FileSpec) -> dict[str, Any]:
+    """The rendered manifest (YAML) as the object a PodList item holds."""
+    doc = yaml.safe_load(spec.content)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{spec.path} is not a pod")
+    return doc
+
+
+def podlist(pods: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A v1 PodList with the components in their rollout order."""
+    items = [dict(pods[c]) for c in COMPONENTS if c in pods]
+    items += [dict(pods[c]) for c in sorted(pods) if c not in COMPONENTS]
+    return {"apiVersion": "v1", "kind": "PodList", "items": items}
+
+
+def encode_document(pods: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """The published form: canonical JSON (stable bytes, so an unchanged document is
+    skipped by the kubelet)."""
+    return _json(podlist(pods))
+
+
+def as_yaml(document: bytes) -> bytes:
+    return yaml.safe_dump(json.loads(document), sort_keys=True).encode("utf-8")
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_published(state_dir: Path, node: str) -> dict[str, dict[str, Any]]:
+    """component -> pod of what the node is currently served ({} when nothing)."""
+    data = read_optional(published_path(state_dir, node))
+    if data is None:
+        return {}
+    doc = json.loads(data)
+    return {str(item["metadata"]["name"]): item for item in doc.get("items") or []}
+
+
+def publish(state_dir: Path, node: str, pods: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write the node's document atomically; returns its digest."""
+    ensure_dir(served_dir(state_dir))
+    data = encode_document(pods)
+    write_atomic(published_path(state_dir, node), data, STATE_FILE_MODE)
+    return digest(data)
+
+
+def record_fetch(state_dir: Path, node: str, document_digest: str) -> None:
+    """The server notes the last document a node fetched (only when it changes)."""
+    path = fetched_path(state_dir, node)
+    if read_fetched(state_dir, node) == document_digest:
+        return
+    doc = {"sha256": document_digest, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_atomic(path, _json(doc), STATE_FILE_MODE)
+
+
+def read_fetched(state_dir: Path, node: str) -> str | None:
+    data = read_optional(fetched_path(state_dir, node))
+    if data is None:
+        return None
+    try:
+        value = json.loads(data).get("sha256")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+# --- pointing a node at its URL ---------------------------------------------------------------
+
+
+def node_url(serve_url: str, node: str) -> str:
+    return f"{serve_url.rstrip('/')}/nodes/{node}/pods"
+
+
+def runner_config(url: str, token: str) -> bytes:
+    """The lab kubelet's URL-source settings (holds the token: written 0600)."""
+    return _json(
+        {
+            "manifestUrl": url,
+            "headers": {"Authorization": f"Bearer {token}"},
+            "manifestUrlCA": URL_CA_FILE,
+            "httpCheckFrequency": LAB_HTTP_CHECK_FREQUENCY,
+        }
+    )
+
+
+def kubelet_config_snippet(url: str) -> str:
+    """What a real node's KubeletConfiguration needs (the token stays a placeholder)."""
+    return (
+        f"staticPodURL: {url}\n"
+        "staticPodURLHeader:\n"
+        "  Authorization:\n"
+        '  - "Bearer <token of this node from serve-tokens.json>"\n'
+    )
+
+
+def is_lab_host(host: RemoteHost) -> bool:
+    return host.stat_files([LAB_RUNNER_STATUS]).get(LAB_RUNNER_STATUS) is not None
+
+
+def fetch_document(serve_url: str, node: str, token: str, ca_pem: bytes) -> tuple[int, bytes]:
+    """GET the node's document as the node would (JSON form); (status, body)."""
+    context = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
+    request = urllib.request.Request(
+        node_url(serve_url, node) + "?format=json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise OperationError(
+            f"cannot reach the manifest server {serve_url}: {exc}",
+            hint="start it first: bootstrap serve --inventory FILE --state-dir DIR "
+            "--listen ADDR:PORT (an address the masters can reach)",
+        ) from exc
+
+
+def _serve_url(session: Session) -> str:
+    url = session.options.serve_url
+    if not url:
+        raise InputError(
+            "--delivery http needs --serve-url (the URL of a running `bootstrap serve`)",
+            hint="e.g. --serve-url https://10.213.5.1:8443",
+        )
+    return url
+
+
+def connect_nodes(session: Session) -> None:
+    """Check the server answers with our tokens, then point every kubelet at its URL."""
+    serve_url = _serve_url(session)
+    tokens = load_tokens(session.state_dir)
+    missing = [m.name for m in session.masters if m.name not in tokens]
+    if missing:
+        raise InputError(
+            f"no manifest-URL token for {', '.join(missing)} in {tokens_path(session.state_dir)}",
+            hint="start `bootstrap serve` with the same --inventory and --state-dir first",
+        )
+    ca_pem = session.pki.ca().cert_pem
+    for master in session.masters:
+        status, _body = fetch_document(serve_url, master.name, tokens[master.name], ca_pem)
+        if status not in (200, 404):  # 404: nothing published for the node yet
+            raise OperationError(
+                f"manifest server {serve_url} answered {status} for {master.name}'s token",
+                hint="is it serving this --state-dir? `bootstrap serve` and `init` must "
+                "share the state dir",
+            )
+
+    def point(master: Master, host: RemoteHost) -> None:
+        url = node_url(serve_url, master.name)
+        if not is_lab_host(host):
+            session.console.event(
+                "delivery",
+                f"kubelet must fetch {url} (staticPodURL + staticPodURLHeader, "
+                "see docs/http-source.md); waiting for its first fetch",
+                master.name,
+            )
+            return
+        spec = FileSpec(
+            LAB_RUNNER_CONFIG, runner_config(url, tokens[master.name]), 0o600, secret=True
+        )
+        change = classify(spec, host.stat_files([spec.path]).get(spec.path))
+        if change.writes:
+            host.write_file_atomic(spec)
+            session.record_written(master.name, [change])
+            session.console.event("delivery", f"lab kubelet pointed at {url}", master.name)
+
+    session.each_host(point)
+
+
+# --- the rollout, published instead of written ---------------------------------------------
+
+
+def _host_manifest(session: Session, name: str, component: str) -> FileChange:
+    path = f"{MANIFESTS_DIR}/{component}.yaml"
+    return next(c for c in session.diff(name) if c.spec.path == path)
+
+
+def _publish_change(session: Session, node: str, component: str, pod: Mapping[str, Any]) -> None:
+    """Count a publish in init's summary like a written file."""
+    content = json.dumps(pod, sort_keys=True).encode("utf-8")
+    spec = FileSpec(f"{SERVED_DIR}/{node}.json#{component}", content, STATE_FILE_MODE)
+    session.record_written(node, [FileChange(spec, "change", None)])
+
+
+def _wait_fetched(session: Session, phase: str, wanted: Mapping[str, str]) -> None:
+    """Until every node fetched the document with the given digest."""
+    timeout = session.inventory.timeouts.component_ready
+    deadline = time.monotonic() + timeout
+    interval = session.inventory.timeouts.poll_interval
+    nodes = ", ".join(sorted(wanted))
+    session.console.event(phase, f"waiting for {nodes} to fetch the new document")
+    while True:
+        late = [n for n, d in wanted.items() if read_fetched(session.state_dir, n) != d]
+        if not late:
+            return
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(
+                f"{', '.join(late)} did not fetch its manifest document within {timeout:g}s",
+                hint="is `bootstrap serve` running on this state dir, and is each kubelet's "
+                "staticPodURL pointed at it? (docs/http-source.md)",
+            )
+        time.sleep(interval)
+
+
+def deliver(
+    session: Session,
+    phase: str,
+    component: str,
+    masters: Sequence[Master],
+    support: Callable[[FileChange], bool] | None = None,
+) -> None:
+    """Publish ``component`` to each master, wait for the fetch, drop the file copy."""
+    if not masters:
+        return
+    if support is not None:
+        from bootstrap.workflow.init import push_subset
+
+        push_subset(session, phase, support, masters)
+    wanted: dict[str, str] = {}
+    for master in masters:
+        pod = pod_object(session.plans[master.name].manifests[component])
+        pods = load_published(session.state_dir, master.name)
+        if pods.get(component) != pod:
+            pods[component] = pod
+            _publish_change(session, master.name, component, pod)
+            session.console.event(phase, f"published {component}", master.name)
+        wanted[master.name] = publish(session.state_dir, master.name, pods)
+    _wait_fetched(session, phase, wanted)
+    # Only now that the URL defines the pod may the file go: removing it first would stop
+    # the pod until the next fetch. (The lab kubelet keys a pod by name + spec, so it keeps
+    # running; a real kubelet derives the pod UID from its source and restarts it once.)
+    for master in masters:
+        if _host_manifest(session, master.name, component).remote is not None:
+            path = f"{MANIFESTS_DIR}/{component}.yaml"
+            session.host(master.name).remove_files([path])
+            session.console.event(phase, f"removed {path} (now served)", master.name)
+
+
+def roll_http(
+    session: Session,
+    phase: str,
+    component: str,
+    wait: Callable[[Session, Sequence[str]], None],
+    *,
+    support: Callable[[FileChange], bool] | None = None,
+    first_ahead: bool = False,
+) -> None:
+    """``init.roll`` for http delivery: new pods together, changed ones master by master."""
+    from bootstrap.health import waits
+
+    fresh: list[Master] = []
+    rolling: list[tuple[Master, bool]] = []  # (master, its pod restarts)
+    for master in session.masters:
+        desired = pod_object(session.plans[master.name].manifests[component])
+        served = load_published(session.state_dir, master.name).get(component)
+        on_host = _host_manifest(session, master.name, component)
+        if on_host.remote is not None:  # file-delivered copy: switch over, one at a time
+            rolling.append((master, on_host.action == "change"))
+        elif served is None:
+            fresh.append(master)
+        elif served != desired:
+            rolling.append((master, True))
+    if fresh:
+        if first_ahead and len(fresh) > 1:
+            deliver(session, phase, component, fresh[:1], support)
+            deliver(session, phase, component, fresh[1:], support)
+        else:
+            deliver(session, phase, component, fresh, support)
+    healthy = [m.name for m in fresh]
+    wait(session, healthy)  # as init.roll: members being replaced are not required yet
+    for master, restarts in rolling:
+        verb = "replacing the running pod" if restarts else "switching to the served manifest"
+        session.console.event(phase, f"rolling {component}: {verb}", master.name)
+        before = waits.pod_instance(session, master.name, component)
+        deliver(session, phase, component, [master], support)
+        if restarts and component in session.options.components:
+            waits.wait_for_new_instance(session, master.name, component, before)
+        healthy.append(master.name)
+        wait(session, healthy)
+
+
+def run_etcd_http(session: Session) -> None:
+    from bootstrap.health import waits
+
+    connect_nodes(session)
+    roll_http(session, "etcd", "etcd", waits.wait_for_etcd_quorum, first_ahead=True)
+
+
+def run_control_plane_http(session: Session) -> None:
+    from bootstrap.health import waits
+    from bootstrap.workflow import init
+
+    connect_nodes(session)
+    roll_http(
+        session,
+        "control-plane",
+        "kube-apiserver",
+        init._wait_apiservers,
+        support=init._is_apiserver_config,
+    )
+    init.settle_apiservers(session)
+    waits.ensure_cluster_admins_binding(session)
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        roll_http(session, "control-plane", component, init._wait_component(component))
+    init.wait_for_leases(session)
+
+
+# --- plan ----------------------------------------------------------------------------------
+
+
+def show_plan_http(session: Session) -> int:
+    """`plan --delivery http`: support files over SSH as usual; manifests as publishes."""
+    from bootstrap.transport.push import summarize
+
+    serve_url = session.options.serve_url or "<--serve-url>"
+    changed_hosts = 0
+    for master in session.masters:
+        changes = [c for c in session.diff(master.name) if not c.is_manifest]
+        pending = [c for c in changes if c.writes]
+        lines = [f"  {c.action:<7} {c.spec.path}{' [secret]' if c.spec.secret else ''}"
+                 for c in pending]
+        served = load_published(session.state_dir, master.name)
+        restarts: list[str] = []
+        diffs: list[str] = []
+        for component in COMPONENTS:
+            desired = pod_object(session.plans[master.name].manifests[component])
+            on_host = _host_manifest(session, master.name, component)
+            old = served.get(component)
+            if on_host.remote is not None:
+                lines.append(f"  remove  {on_host.spec.path} (served instead)")
+                if on_host.action == "change":
+                    restarts.append(component)
+            if old != desired:
+                action = "create" if old is None else "change"
+                url = node_url(serve_url, master.name)
+                lines.append(f"  publish {component} -> {url} ({action})")
+                if old is not None:
+                    restarts.append(component)
+                    diffs.append(_pod_diff(component, old, desired))
+                elif on_host.remote is None:
+                    restarts.append(component)
+        count = len(lines)
+        session.console.out(
+            f"== {master.name} ({master.address}): {summarize(changes)}; "
+            f"{count} delivery change(s)"
+        )
+        if count:
+            changed_hosts += 1
+        for line in lines:
+            session.console.out(line)
+        for text in diffs:
+            session.console.out(text)
+        if restarts:
+            names = ", ".join(sorted(set(restarts)))
+            session.console.out("  static pods that would (re)start: " + names)
+    if changed_hosts == 0:
+        session.console.out("plan: 0 changed: every host and served document matches")
+    return 0
+
+
+def _pod_diff(component: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    import difflib
+
+    a = yaml.safe_dump(dict(old), sort_keys=True).splitlines(keepends=True)
+    b = yaml.safe_dump(dict(new), sort_keys=True).splitlines(keepends=True)
+    return "".join(
+        difflib.unified_diff(a, b, fromfile=f"{component} (served)", tofile=f"{component} (new)")
+    )
