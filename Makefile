@@ -33,6 +33,7 @@ bins: venv
 
 lint: venv
 	$(BIN)/ruff check bootstrap lab tests bench
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy

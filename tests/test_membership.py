@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from bootstrap.errors import StateError
 from bootstrap.etcd.client import Member
+from bootstrap.etcd.layout import layout_without_cluster as _layout_without_cluster
 from bootstrap.etcd.membership import (
     cluster_from_manifest,
     fault_tolerance,
@@ -31,11 +32,10 @@ from bootstrap.etcd.membership import (
     stale_member_lines,
     stale_members,
 )
+from bootstrap.etcd.view import ClusterView
 from bootstrap.inventory.model import Master, SSHSettings
 from bootstrap.manifests.components import EtcdCluster
 from bootstrap.manifests.render import render_manifests
-from bootstrap.run.etcdview import ClusterView
-from bootstrap.workflow.join import _layout_without_cluster
 from tests.render_support import example_inventory, fake_mounted_files
 
 SSH = SSHSettings()

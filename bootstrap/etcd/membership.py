@@ -24,7 +24,7 @@ import yaml
 
 from bootstrap.errors import StateError, plural
 from bootstrap.etcd.client import Member
-from bootstrap.inventory.model import Inventory, Master
+from bootstrap.inventory.model import MANIFESTS_DIR, Inventory, Master
 from bootstrap.manifests.components import EtcdCluster
 
 RECORD_FILE = "etcd-members.json"
@@ -36,6 +36,8 @@ ETCDCTL = (
     "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt "
     "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key"
 )
+
+ETCD_MANIFEST = f"{MANIFESTS_DIR}/etcd.yaml"  # a member's own manifest, read back
 
 
 # --- the record: how each master's etcd was rendered ------------------------------------

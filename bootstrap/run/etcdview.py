@@ -9,18 +9,46 @@ the callers decide whether that blocks them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from bootstrap.errors import BootstrapError, OperationError
+from bootstrap.errors import BootstrapError
 from bootstrap.etcd.client import EtcdClient, Member, Status, TLSFiles
-from bootstrap.inventory.model import ETCD_CLIENT_PORT, Master, url_host
-from bootstrap.run.session import Session
+from bootstrap.etcd.membership import ETCD_MANIFEST, cluster_from_manifest, join_cluster
+from bootstrap.etcd.view import ClusterView
+from bootstrap.inventory.model import ETCD_CLIENT_PORT, Inventory, Master, url_host
+from bootstrap.manifests.components import EtcdCluster
+from bootstrap.model import RemoteHost
+
+if TYPE_CHECKING:
+    from bootstrap.etcd.layout import EtcdLayout
 
 PROBE_TIMEOUT = 3.0
+T = TypeVar("T")
 
 
-def healthcheck_tls(session: Session, name: str) -> TLSFiles:
+class ClusterAccess(Protocol):
+    """What the etcd view needs from a run: the narrow contract bootstrap.run.session's
+    Session fulfils (the view never imports the session)."""
+
+    inventory: Inventory
+
+    @property
+    def hosts(self) -> dict[str, RemoteHost]: ...
+
+    def host(self, name: str) -> RemoteHost: ...
+
+    def each_host(
+        self, fn: Callable[[Master, RemoteHost], T], masters: Sequence[Master] | None = None
+    ) -> dict[str, T]: ...
+
+    def tunnel(self, name: str, remote_port: int) -> int: ...
+
+    def credential(self, name: str, path: str) -> Path: ...
+
+
+def healthcheck_tls(session: ClusterAccess, name: str) -> TLSFiles:
     etcd = "/etc/kubernetes/pki/etcd"
     return TLSFiles(
         ca=session.credential(name, f"{etcd}/ca.crt"),
@@ -29,7 +57,7 @@ def healthcheck_tls(session: Session, name: str) -> TLSFiles:
     )
 
 
-def member_label(session: Session, name: str) -> str:
+def member_label(session: ClusterAccess, name: str) -> str:
     """How messages name a master's etcd: its name and real address, not the tunnel's."""
     try:
         address = url_host(session.inventory.master(name).address)
@@ -40,7 +68,7 @@ def member_label(session: Session, name: str) -> str:
 
 @contextlib.contextmanager
 def etcd_client(
-    session: Session, name: str, timeout: float = PROBE_TIMEOUT
+    session: ClusterAccess, name: str, timeout: float = PROBE_TIMEOUT
 ) -> Iterator[EtcdClient]:
     """A client for ``name``'s local member through its tunnel."""
     port = session.tunnel(name, ETCD_CLIENT_PORT)
@@ -50,41 +78,7 @@ def etcd_client(
         yield client
 
 
-@dataclass
-class ClusterView:
-    members: list[Member] | None  # None: no master answered a member list
-    source: str | None  # the master that answered it
-    statuses: dict[str, Status | str] = field(default_factory=dict)  # master -> Status or why not
-    pods: dict[str, str] = field(default_factory=dict)  # master -> its etcd pod, as the node says
-    errors: dict[str, BootstrapError] = field(default_factory=dict)  # why not, as raised
-
-    @property
-    def exists(self) -> bool:
-        return self.members is not None
-
-    def healthy(self) -> set[int]:
-        """Member ids whose own etcd answered Status."""
-        return {s.member_id for s in self.statuses.values() if isinstance(s, Status)}
-
-    def why_down(self, name: str) -> str:
-        status = self.statuses.get(name, "not asked")
-        text = status if isinstance(status, str) else "answers"
-        pod = self.pods.get(name)
-        return f"{text}; etcd pod: {pod}" if pod else text
-
-    def leader(self) -> int:
-        """The leader id the answering members agree on, 0 when none or disagreement."""
-        leaders = {s.leader_id for s in self.statuses.values() if isinstance(s, Status)}
-        return next(iter(leaders)) if len(leaders) == 1 else 0
-
-    def name_of(self, member_id: int) -> str:
-        for m in self.members or []:
-            if m.id == member_id:
-                return m.name or m.hex_id
-        return f"{member_id:x}"
-
-
-def probe_cluster(session: Session, masters: Sequence[Master] | None = None) -> ClusterView:
+def probe_cluster(session: ClusterAccess, masters: Sequence[Master] | None = None) -> ClusterView:
     """Ask every connected master's etcd (in parallel). Hosts not connected are skipped."""
     from bootstrap.node.podstate import read_pod_states
 
@@ -125,17 +119,7 @@ def probe_cluster(session: Session, masters: Sequence[Master] | None = None) -> 
     return view
 
 
-def require_members(view: ClusterView, what: str) -> list[Member]:
-    if view.members is None:
-        down = "; ".join(f"{n}: {view.why_down(n)}" for n in sorted(view.statuses))
-        raise OperationError(
-            f"{what}: no etcd member answers ({down or 'no master reachable'})",
-            hint="the cluster must be up; `bootstrap status` shows each master's etcd pod",
-        )
-    return view.members
-
-
-def membership_notes(session: Session) -> list[str]:
+def membership_notes(session: ClusterAccess) -> list[str]:
     """For `status`: stale members (with the command that removes them) and inventory
     masters that are not members yet. Empty when no member answers."""
     for master in session.inventory.masters:
@@ -148,7 +132,7 @@ def membership_notes(session: Session) -> list[str]:
     return []
 
 
-def membership_lines(session: Session, members: Sequence[Member]) -> list[str]:
+def membership_lines(session: ClusterAccess, members: Sequence[Member]) -> list[str]:
     """Stale members and inventory masters that are not (voting) members, each with the
     command that fixes it."""
     from bootstrap.etcd.membership import member_of, stale_member_lines
@@ -167,3 +151,32 @@ def membership_lines(session: Session, members: Sequence[Member]) -> list[str]:
                 f"`bootstrap add-master {m.name}`"
             )
     return lines
+
+
+def _adopt(session: ClusterAccess, master: Master, members: Sequence[Member]) -> EtcdCluster:
+    """A member the record does not know: read what its host runs, so nothing restarts."""
+    try:
+        found = cluster_from_manifest(session.host(master.name).read_file(ETCD_MANIFEST))
+    except BootstrapError:
+        found = None
+    if found is not None:
+        return found
+    return join_cluster(master, [m for m in members if m.started], session.inventory)
+
+
+def resolve_layout(session: ClusterAccess, state_dir: Path, *, offline: bool) -> EtcdLayout:
+    """Ask the cluster (unless offline) and decide how every master's etcd is rendered."""
+    from bootstrap.etcd.layout import decide_layout, layout_without_cluster
+    from bootstrap.etcd.membership import load_record, save_record
+
+    record = load_record(state_dir)
+    if offline:
+        return layout_without_cluster(session.inventory, record, None)
+    view = probe_cluster(session)
+    return decide_layout(
+        session.inventory,
+        record,
+        view,
+        lambda master, members: _adopt(session, master, members),
+        lambda changed: save_record(state_dir, changed),
+    )

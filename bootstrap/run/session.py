@@ -21,11 +21,11 @@ from bootstrap.local.console import Console
 from bootstrap.model import RemoteHost
 
 if TYPE_CHECKING:
+    from bootstrap.etcd.layout import EtcdLayout
     from bootstrap.local.memfile import MemoryFiles
     from bootstrap.manifests.plan import MasterPlan
     from bootstrap.pki import ClusterPKI
     from bootstrap.transport.push import FileChange
-    from bootstrap.workflow.join import EtcdLayout
 
 T = TypeVar("T")
 ALL_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -80,9 +80,9 @@ class Session:
     @cached_property
     def etcd_layout(self) -> EtcdLayout:
         """How each master's etcd is rendered (recorded, read back, new or joining)."""
-        from bootstrap.workflow.join import resolve_layout
+        from bootstrap.run.etcdview import resolve_layout
 
-        return resolve_layout(self)
+        return resolve_layout(self, self.state_dir, offline=self.options.offline)
 
     @cached_property
     def plans(self) -> dict[str, MasterPlan]:

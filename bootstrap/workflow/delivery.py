@@ -322,7 +322,7 @@ def deliver(
     if not masters:
         return
     if support is not None:
-        from bootstrap.workflow.init import push_subset
+        from bootstrap.workflow.steps import push_subset
 
         push_subset(session, phase, support, masters)
     wanted: dict[str, str] = {}
@@ -397,21 +397,21 @@ def run_etcd_http(session: Session) -> None:
 
 def run_control_plane_http(session: Session) -> None:
     from bootstrap.health import waits
-    from bootstrap.workflow import init
+    from bootstrap.workflow import steps
 
     connect_nodes(session)
     roll_http(
         session,
         "control-plane",
         "kube-apiserver",
-        init._wait_apiservers,
-        support=init._is_apiserver_config,
+        steps.wait_apiservers,
+        support=steps.is_apiserver_config,
     )
-    init.settle_apiservers(session)
+    steps.settle_apiservers(session)
     waits.ensure_cluster_admins_binding(session)
     for component in ("kube-controller-manager", "kube-scheduler"):
-        roll_http(session, "control-plane", component, init._wait_component(component))
-    init.wait_for_leases(session)
+        roll_http(session, "control-plane", component, steps.wait_component(component))
+    steps.wait_for_leases(session)
 
 
 # --- plan ----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Growing the cluster: new masters join etcd as learners, one at a time.
 
-``resolve_layout`` decides how every master's etcd is rendered (the record, a member's own
+bootstrap.etcd.layout decides how every master's etcd is rendered (the record, a member's own
 manifest read back, a new cluster, or a join). ``begin_init`` runs before any init phase:
 with new masters in the inventory it checks the cluster is healthy (refusing before any
 write) and keeps the joiners out of the usual phases; the ``join`` phase then adds them one
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from bootstrap.errors import (
     BootstrapError,
@@ -30,135 +29,27 @@ from bootstrap.errors import (
     plural,
 )
 from bootstrap.etcd.client import LearnerNotReady, Member, MemberNotFound, Status
+from bootstrap.etcd.layout import EtcdLayout
 from bootstrap.etcd.membership import (
-    cluster_from_manifest,
+    ETCD_MANIFEST,
     join_blockers,
     join_cluster,
     join_decision,
     load_record,
     member_of,
-    new_cluster,
     save_record,
     voters,
 )
+from bootstrap.etcd.view import ClusterView, require_members
 from bootstrap.health import waits
-from bootstrap.inventory.model import ETCD_DATA_DIR, MANIFESTS_DIR, Inventory, Master
+from bootstrap.inventory.model import ETCD_DATA_DIR, Inventory, Master
 from bootstrap.manifests.components import EtcdCluster
-from bootstrap.run.etcdview import ClusterView, etcd_client, probe_cluster, require_members
+from bootstrap.run.etcdview import etcd_client, probe_cluster
 from bootstrap.run.session import Session
 
-ETCD_MANIFEST = f"{MANIFESTS_DIR}/etcd.yaml"
 PROMOTE_EVERY = 0.75  # seconds between promote attempts (kubeadm: 0.5)
 PHASE = "join"
 UNHEALTHY = "unhealthy cluster"  # etcd's ErrUnhealthy text
-
-
-@dataclass
-class EtcdLayout:
-    """How each inventory master's etcd is rendered, and who still has to join."""
-
-    clusters: dict[str, EtcdCluster]
-    joiners: list[str]  # join order: a join in progress first, then inventory order
-    view: ClusterView | None  # None: offline (render), nothing was asked
-    notes: list[str] = field(default_factory=list)
-
-    def cluster_for(self, master: Master) -> EtcdCluster:
-        return self.clusters[master.name]
-
-
-def _provisional(master: Master, inventory: Inventory, known: Sequence[str]) -> EtcdCluster:
-    """A joiner's rendering before its member is added (shown by `plan`, never pushed)."""
-    pairs = [(m.name, m.peer_url) for m in inventory.masters if m.name in known]
-    pairs.append((master.name, master.peer_url))
-    return EtcdCluster(initial_cluster=tuple(pairs), state="existing")
-
-
-def _adopt(session: Session, master: Master, members: Sequence[Member]) -> EtcdCluster:
-    """A member the record does not know: read what its host runs, so nothing restarts."""
-    try:
-        found = cluster_from_manifest(session.host(master.name).read_file(ETCD_MANIFEST))
-    except BootstrapError:
-        found = None
-    if found is not None:
-        return found
-    return join_cluster(master, [m for m in members if m.started], session.inventory)
-
-
-def resolve_layout(session: Session) -> EtcdLayout:
-    inventory = session.inventory
-    record = load_record(session.state_dir)
-    if session.options.offline:
-        return _layout_without_cluster(inventory, record, None)
-    view = probe_cluster(session)
-    if view.members is None:
-        return _layout_without_cluster(inventory, record, view)
-    members = view.members
-    clusters: dict[str, EtcdCluster] = {}
-    joiners: list[str] = []
-    notes: list[str] = []
-    changed = False
-    for master in inventory.masters:
-        member = member_of(master, members)
-        recorded = record.get(master.name)
-        if member is not None and member.started and not member.is_learner:
-            if recorded is None:
-                recorded = _adopt(session, master, members)
-                record[master.name] = recorded
-                changed = True
-            clusters[master.name] = recorded
-            continue
-        joiners.append(master.name)
-        if member is None and recorded is not None:
-            # Recorded, but no longer a member: removed (or wiped and removed) by hand.
-            notes.append(f"{master.name} was a member once but is not now: it joins again")
-            del record[master.name]
-            changed = True
-            recorded = None
-        clusters[master.name] = recorded or join_cluster(master, members, inventory)
-    if changed:
-        save_record(session.state_dir, record)
-    # A join in progress (its member exists) goes first: etcd allows one learner.
-    joiners.sort(key=lambda n: member_of(inventory.master(n), members) is None)
-    return EtcdLayout(clusters, joiners, view, notes)
-
-
-def _stale_record(inventory: Inventory, record: dict[str, EtcdCluster]) -> list[str]:
-    """Recorded masters whose rendering does not name their current peer URL: the record
-    describes another cluster (hosts re-created with other addresses, a state dir reused)."""
-    return [
-        name
-        for name, cluster in sorted(record.items())
-        if any(m.name == name for m in inventory.masters)
-        and (name, inventory.master(name).peer_url) not in cluster.initial_cluster
-    ]
-
-
-def _layout_without_cluster(
-    inventory: Inventory, record: dict[str, EtcdCluster], view: ClusterView | None
-) -> EtcdLayout:
-    notes: list[str] = []
-    stale = _stale_record(inventory, record)
-    if stale and view is not None:
-        # No member answers and the record names other peer URLs for these masters: its
-        # --initial-cluster would make etcd refuse to start ("missing from
-        # --initial-advertise-peer-urls"). A cluster that is merely down keeps its URLs.
-        notes.append(
-            f"the state dir's etcd record names other peer URLs for {', '.join(stale)} and no "
-            "member answers: rendering a new cluster from the inventory"
-        )
-        record = {}
-    if not record:  # never initialised from this state dir: everybody starts together
-        every = new_cluster(inventory.masters)
-        return EtcdLayout({m.name: every for m in inventory.masters}, [], view, notes)
-    clusters: dict[str, EtcdCluster] = {}
-    joiners: list[str] = []
-    for master in inventory.masters:
-        recorded = record.get(master.name)
-        if recorded is None:
-            joiners.append(master.name)
-            recorded = _provisional(master, inventory, list(record))
-        clusters[master.name] = recorded
-    return EtcdLayout(clusters, joiners, view)
 
 
 def record_rendered(session: Session) -> None:
@@ -439,7 +330,7 @@ def _promote(session: Session, joiner: Master, source: str, member_id: int) -> f
 
 
 def _control_plane(session: Session, joiner: Master) -> None:
-    from bootstrap.workflow.init import push_subset
+    from bootstrap.workflow.steps import push_subset
 
     push_subset(session, PHASE, lambda c: c.is_manifest and c.spec.path != ETCD_MANIFEST, [joiner])
     components = session.options.components
@@ -452,7 +343,7 @@ def _control_plane(session: Session, joiner: Master) -> None:
 
 def join_one(session: Session, joiner: Master) -> float:
     """Join one master, resuming wherever a previous run stopped. Returns the seconds taken."""
-    from bootstrap.workflow.init import push_subset
+    from bootstrap.workflow.steps import push_subset
 
     began = time.monotonic()
     session.console.event(PHASE, "reading the cluster's members", joiner.name)
@@ -519,7 +410,7 @@ def run_join(session: Session) -> None:
 
 def add_master(session: Session, name: str) -> int:
     """`bootstrap add-master NAME`: join one inventory master that is not in the cluster."""
-    from bootstrap.workflow.init import run_preflight, run_verify
+    from bootstrap.workflow.steps import run_preflight, run_verify
 
     try:
         joiner = session.inventory.master(name)
