@@ -39,6 +39,7 @@ from bootstrap.etcd.client import (
 )
 from bootstrap.inventory.model import (
     API_PORT,
+    COMPONENTS,
     CONTROLLER_MANAGER_PORT,
     ETCD_CLIENT_PORT,
     ETCD_METRICS_PORT,
@@ -48,12 +49,6 @@ from bootstrap.transport import httpcheck
 
 CheckStatus = Literal["ok", "fail", "not running", "skipped"]
 
-COMPONENTS: tuple[str, ...] = (
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-)
 CHECKS: dict[str, tuple[str, ...]] = {
     "etcd": (
         "etcd-members",

@@ -6,7 +6,7 @@ cannot drift apart (schema.py asserts it describes exactly these keys).
 
 from __future__ import annotations
 
-from .model import KeyAlgorithm
+from .model import COMPONENTS, KeyAlgorithm
 
 DEFAULT_CLUSTER_NAME = "kubernetes"
 DEFAULT_SERVICE_SUBNET = "10.96.0.0/12"
@@ -90,12 +90,6 @@ SSH_KEYS: tuple[str, ...] = (
 )
 JUMP_HOST_KEYS: tuple[str, ...] = ("address", "port", "user", "identityFile")
 MASTER_KEYS: tuple[str, ...] = ("name", "address", "sshHost", "ssh")
-COMPONENTS: tuple[str, ...] = (
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-)
 HOST_KEY_POLICIES: tuple[str, ...] = ("strict", "accept-new")
 
 # Where each nested key lives, to say "belongs under networking" for a misplaced key.

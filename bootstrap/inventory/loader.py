@@ -21,7 +21,6 @@ from . import formats
 from .fields import (
     CERTIFICATES_KEYS,
     CERTS_CHECK_WARN_DAYS,
-    COMPONENTS,
     DEFAULT_CA_VALIDITY,
     DEFAULT_CERT_VALIDITY,
     DEFAULT_CLUSTER_NAME,
@@ -53,6 +52,7 @@ from .fields import (
 )
 from .model import (
     API_PORT,
+    COMPONENTS,
     DEFAULT_CA_CERT_DIRS,
     KEY_ALGORITHMS,
     Inventory,

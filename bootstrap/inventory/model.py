@@ -27,6 +27,13 @@ DEFAULT_CA_CERT_DIRS: tuple[str, ...] = (
 KUBERNETES_DIR = "/etc/kubernetes"
 PKI_DIR = "/etc/kubernetes/pki"
 MANIFESTS_DIR = "/etc/kubernetes/manifests"
+# A master's four static pods, in rollout order: their one definition (issue 15).
+COMPONENTS: tuple[str, ...] = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+)
 ETCD_DATA_DIR = "/var/lib/etcd"
 API_PORT = 6443
 ETCD_CLIENT_PORT = 2379

@@ -13,7 +13,6 @@ from typing import Any
 
 from .fields import (
     CERTIFICATES_KEYS,
-    COMPONENTS,
     DEFAULT_CA_VALIDITY,
     DEFAULT_CERT_VALIDITY,
     DEFAULT_CLUSTER_NAME,
@@ -33,7 +32,15 @@ from .fields import (
     TOP_KEYS,
 )
 from .flags import managed_list
-from .model import API_PORT, DEFAULT_CA_CERT_DIRS, KEY_ALGORITHMS, JumpHost, SSHSettings, Timeouts
+from .model import (
+    API_PORT,
+    COMPONENTS,
+    DEFAULT_CA_CERT_DIRS,
+    KEY_ALGORITHMS,
+    JumpHost,
+    SSHSettings,
+    Timeouts,
+)
 from .versions import SUPPORTED_ETCD_MINORS, SUPPORTED_KUBERNETES_MINORS
 
 Schema = dict[str, Any]

@@ -34,7 +34,6 @@ ETCD = "etcd"
 APISERVER = "kube-apiserver"
 CONTROLLER_MANAGER = "kube-controller-manager"
 SCHEDULER = "kube-scheduler"
-COMPONENTS: tuple[str, ...] = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER)
 
 # Where the EncryptionConfiguration lives on the hosts. Its directory is the pod's own
 # read-only `encryption-config` volume: a directory mount (not a single-file bind mount)

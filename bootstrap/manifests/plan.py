@@ -11,12 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootstrap.inventory.model import MANIFESTS_DIR, Inventory, Master
+from bootstrap.inventory.model import COMPONENTS, MANIFESTS_DIR, Inventory, Master
 from bootstrap.manifests.render import ENCRYPTION_CONFIG_PATH, EtcdCluster, render_manifests
 from bootstrap.model import FileSpec
 from bootstrap.pki import ClusterPKI
-
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
 def manifest_path(component: str) -> str:

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from bootstrap.inventory.model import Inventory, Master
+from bootstrap.inventory.model import COMPONENTS, Inventory, Master
 from bootstrap.local.console import Console
 from bootstrap.model import RemoteHost
 
@@ -28,14 +28,13 @@ if TYPE_CHECKING:
     from bootstrap.transport.push import FileChange
 
 T = TypeVar("T")
-ALL_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
 @dataclass(frozen=True)
 class Options:
     accept_new_host_keys: bool = False
     ignore_preflight_errors: tuple[str, ...] = ()
-    components: tuple[str, ...] = ALL_COMPONENTS
+    components: tuple[str, ...] = COMPONENTS
     templates_dir: Path | None = None
     sudo_password: str | None = None
     dry_run: bool = False

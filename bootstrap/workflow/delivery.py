@@ -25,19 +25,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bootstrap.errors import InputError, OperationError, WaitTimeout
-from bootstrap.inventory.model import MANIFESTS_DIR, PKI_DIR, Master
+from bootstrap.inventory.model import COMPONENTS, MANIFESTS_DIR, PKI_DIR, Master
 from bootstrap.model import FileSpec, RemoteHost
 from bootstrap.pki.store import ensure_dir, read_optional, write_atomic
 from bootstrap.run.session import Session
 from bootstrap.transport.push import FileChange, classify
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SERVED_DIR = "served"
 TOKENS_FILE = "serve-tokens.json"
 STATE_FILE_MODE = 0o600
@@ -345,6 +345,34 @@ def deliver(
             session.console.event(phase, f"removed {path} (now served)", master.name)
 
 
+@dataclass(frozen=True)
+class HttpDelivery:
+    """Pod specs published for ``bootstrap serve``; a node's file copy goes once fetched."""
+
+    support: Callable[[FileChange], bool] | None = None
+    first_settles: bool = False
+
+    def classify(
+        self, session: Session, component: str
+    ) -> tuple[list[Master], list[tuple[Master, bool]]]:
+        fresh: list[Master] = []
+        rolling: list[tuple[Master, bool]] = []  # (master, its pod restarts)
+        for master in session.masters:
+            desired = pod_object(session.plans[master.name].manifests[component])
+            served = load_published(session.state_dir, master.name).get(component)
+            on_host = _host_manifest(session, master.name, component)
+            if on_host.remote is not None:  # file-delivered copy: switch over, one at a time
+                rolling.append((master, on_host.action == "change"))
+            elif served is None:
+                fresh.append(master)
+            elif served != desired:
+                rolling.append((master, True))
+        return fresh, rolling
+
+    def deliver(self, session: Session, phase: str, component: str, masters: list[Master]) -> None:
+        deliver(session, phase, component, masters, self.support)
+
+
 def roll_http(
     session: Session,
     phase: str,
@@ -354,38 +382,10 @@ def roll_http(
     support: Callable[[FileChange], bool] | None = None,
     first_ahead: bool = False,
 ) -> None:
-    """``init.roll`` for http delivery: new pods together, changed ones master by master."""
-    from bootstrap.health import waits
+    """``steps.roll_out`` for http delivery: new pods together, changed ones master by master."""
+    from bootstrap.workflow.steps import roll_out
 
-    fresh: list[Master] = []
-    rolling: list[tuple[Master, bool]] = []  # (master, its pod restarts)
-    for master in session.masters:
-        desired = pod_object(session.plans[master.name].manifests[component])
-        served = load_published(session.state_dir, master.name).get(component)
-        on_host = _host_manifest(session, master.name, component)
-        if on_host.remote is not None:  # file-delivered copy: switch over, one at a time
-            rolling.append((master, on_host.action == "change"))
-        elif served is None:
-            fresh.append(master)
-        elif served != desired:
-            rolling.append((master, True))
-    if fresh:
-        if first_ahead and len(fresh) > 1:
-            deliver(session, phase, component, fresh[:1], support)
-            deliver(session, phase, component, fresh[1:], support)
-        else:
-            deliver(session, phase, component, fresh, support)
-    healthy = [m.name for m in fresh]
-    wait(session, healthy)  # as init.roll: members being replaced are not required yet
-    for master, restarts in rolling:
-        verb = "replacing the running pod" if restarts else "switching to the served manifest"
-        session.console.event(phase, f"rolling {component}: {verb}", master.name)
-        before = waits.pod_instance(session, master.name, component)
-        deliver(session, phase, component, [master], support)
-        if restarts and component in session.options.components:
-            waits.wait_for_new_instance(session, master.name, component, before)
-        healthy.append(master.name)
-        wait(session, healthy)
+    roll_out(session, phase, component, HttpDelivery(support), wait, first_ahead=first_ahead)
 
 
 def run_etcd_http(session: Session) -> None:

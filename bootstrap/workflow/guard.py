@@ -26,11 +26,10 @@ from pathlib import Path
 import yaml
 
 from bootstrap.errors import InputError
-from bootstrap.inventory.model import KUBERNETES_DIR, MANIFESTS_DIR, Inventory, Master
+from bootstrap.inventory.model import COMPONENTS, KUBERNETES_DIR, MANIFESTS_DIR, Inventory, Master
 from bootstrap.model import RemoteHost
 from bootstrap.run.session import Session
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBE_COMPONENTS = COMPONENTS[1:]
 HOST_CA = f"{KUBERNETES_DIR}/pki/ca.crt"
 _SCRIPT = f"echo @@ca; cat {HOST_CA} 2>/dev/null\n" + "".join(

@@ -10,6 +10,7 @@ waiting for another, so the kubelet's restart back-off never delays the cluster.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from bootstrap.health import waits
 from bootstrap.inventory.model import KUBERNETES_DIR, MANIFESTS_DIR, PKI_DIR, Master
@@ -20,6 +21,7 @@ from bootstrap.workflow.steps import (
     Wait,
     is_apiserver_config,
     push_subset,
+    roll_out,
     run_preflight,
     run_verify,
     wait_apiservers,
@@ -65,6 +67,24 @@ def _restarting(session: Session, wanted: Callable[[FileChange], bool]) -> list[
     ]
 
 
+@dataclass(frozen=True)
+class FileDelivery:
+    """Manifests (and the files matching ``wanted``) written into the manifests dir."""
+
+    wanted: Callable[[FileChange], bool]
+    first_settles: bool = True
+
+    def classify(
+        self, session: Session, component: str
+    ) -> tuple[list[Master], list[tuple[Master, bool]]]:
+        restarting = _restarting(session, self.wanted)
+        fresh = [m for m in session.masters if m not in restarting]
+        return fresh, [(m, True) for m in restarting]
+
+    def deliver(self, session: Session, phase: str, component: str, masters: list[Master]) -> None:
+        push_subset(session, phase, self.wanted, masters)
+
+
 def roll(
     session: Session,
     phase: str,
@@ -75,36 +95,16 @@ def roll(
     first_ahead: bool = False,
     before_wait: Callable[[], None] | None = None,
 ) -> None:
-    """Start new pods everywhere at once, but replace running ones master by master.
-
-    Masters without a running pod of ``component`` get their files together (the first
-    master a moment ahead when ``first_ahead``) and must then all come up. Masters whose
-    pod would restart go one at a time: push, wait until the node runs the new spec, then
-    wait until it (and everything rolled before it) is healthy. The wait before a
-    replacement does not require the member being replaced, so a broken member can be
-    fixed by a re-run with a good manifest.
-    """
-    restarting = _restarting(session, wanted)
-    fresh = [m for m in session.masters if m not in restarting]
-    if fresh:
-        if first_ahead and len(fresh) > 1:
-            push_subset(session, phase, wanted, fresh[:1])
-            waits.wait_briefly_until_started(session, fresh[0].name, component)
-            push_subset(session, phase, wanted, fresh[1:])
-        else:
-            push_subset(session, phase, wanted, fresh)
-    if before_wait is not None:
-        before_wait()
-    healthy = [m.name for m in fresh]
-    wait(session, healthy)
-    for master in restarting:
-        session.console.event(phase, f"rolling {component}: replacing the running pod", master.name)
-        before = waits.pod_instance(session, master.name, component)
-        push_subset(session, phase, wanted, [master])
-        if component in session.options.components:
-            waits.wait_for_new_instance(session, master.name, component, before)
-        healthy.append(master.name)
-        wait(session, healthy)
+    """``steps.roll_out`` with the files matching ``wanted`` pushed over SSH."""
+    roll_out(
+        session,
+        phase,
+        component,
+        FileDelivery(wanted),
+        wait,
+        first_ahead=first_ahead,
+        before_wait=before_wait,
+    )
 
 
 CONTROL_PLANE_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")

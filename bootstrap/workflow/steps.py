@@ -7,6 +7,7 @@ that gate a rollout on a component being up. Nothing here knows which workflow c
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from bootstrap.errors import OperationError, PreflightFailed, plural
 from bootstrap.health import waits
@@ -116,3 +117,70 @@ def run_verify(session: Session) -> None:
     session.console.out(report.table())
     if not report.ok():
         raise OperationError("verify: the control plane is not healthy (see the table above)")
+
+
+# --- the rollout loop, one for both deliveries ---------------------------------------------
+
+
+class Delivery(Protocol):
+    """How a component's pod spec reaches the nodes: files in the manifests dir over SSH
+    (bootstrap.workflow.init.FileDelivery) or a published document the kubelet fetches
+    (bootstrap.workflow.delivery.HttpDelivery). The loop in ``roll_out`` is shared."""
+
+    @property
+    def first_settles(self) -> bool:
+        """Wait (briefly) for the first master's pod before the others get theirs."""
+        ...
+
+    def classify(
+        self, session: Session, component: str
+    ) -> tuple[list[Master], list[tuple[Master, bool]]]:
+        """(masters whose pod starts new, [(master, its running pod restarts)] to roll)."""
+        ...
+
+    def deliver(self, session: Session, phase: str, component: str, masters: list[Master]) -> None:
+        """Hand ``component``'s desired spec (and its support files) to ``masters``."""
+        ...
+
+
+def roll_out(
+    session: Session,
+    phase: str,
+    component: str,
+    delivery: Delivery,
+    wait: Wait,
+    *,
+    first_ahead: bool = False,
+    before_wait: Callable[[], None] | None = None,
+) -> None:
+    """Start new pods everywhere at once, but replace running ones master by master.
+
+    Masters without a running pod of ``component`` get it together (the first master a
+    moment ahead when ``first_ahead``) and must then all come up. Masters whose pod would
+    restart go one at a time: deliver, wait until the node runs the new spec, then wait
+    until it (and everything rolled before it) is healthy. The wait before a replacement
+    does not require the member being replaced, so a broken member can be fixed by a
+    re-run with a good manifest.
+    """
+    fresh, rolling = delivery.classify(session, component)
+    if fresh:
+        if first_ahead and len(fresh) > 1:
+            delivery.deliver(session, phase, component, fresh[:1])
+            if delivery.first_settles:
+                waits.wait_briefly_until_started(session, fresh[0].name, component)
+            delivery.deliver(session, phase, component, fresh[1:])
+        else:
+            delivery.deliver(session, phase, component, fresh)
+    if before_wait is not None:
+        before_wait()
+    healthy = [m.name for m in fresh]
+    wait(session, healthy)
+    for master, restarts in rolling:
+        verb = "replacing the running pod" if restarts else "switching to the served manifest"
+        session.console.event(phase, f"rolling {component}: {verb}", master.name)
+        before = waits.pod_instance(session, master.name, component)
+        delivery.deliver(session, phase, component, [master])
+        if restarts and component in session.options.components:
+            waits.wait_for_new_instance(session, master.name, component, before)
+        healthy.append(master.name)
+        wait(session, healthy)
