@@ -263,8 +263,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from bootstrap.workflow import guard
     from bootstrap.workflow.planview import show_plan
 
-    session = make_session(args)
-    try:
+    with make_session(args) as session:
         # The same refusals as init, before a PKI is generated into an empty state dir.
         guard.check(session, "init")
         if session.options.delivery == "http":
@@ -272,8 +271,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
             return show_plan_http(session)
         return show_plan(session)
-    finally:
-        session.close()
 
 
 def _init(args: argparse.Namespace, only: str | None) -> int:
@@ -283,8 +280,7 @@ def _init(args: argparse.Namespace, only: str | None) -> int:
     from bootstrap.workflow.locks import exclusive
     from bootstrap.workflow.phases import find, run_phases, select
 
-    session = make_session(args)
-    try:
+    with make_session(args) as session:
         if only is not None:
             phases = [find(INIT_PHASES, only)]
             skip: Sequence[str] = ()
@@ -313,8 +309,6 @@ def _init(args: argparse.Namespace, only: str | None) -> int:
         else:
             session.console.out(f"init: {plural(total, 'file')} changed on {', '.join(hosts)}")
         return 0
-    finally:
-        session.close()
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -329,8 +323,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from bootstrap.health import waits
     from bootstrap.workflow import guard
 
-    session = make_session(args)
-    try:
+    with make_session(args) as session:
         guard.check(session, "verify", versions=False)  # wrong state dir: say so first
         report = waits.verify(session)
         if args.output == "json":
@@ -338,21 +331,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         else:
             session.console.out(report.table())
         return 0 if report.ok() else 1
-    finally:
-        session.close()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from bootstrap.health.status import show_status
     from bootstrap.workflow import guard
 
-    session = make_session(args)
-    try:
+    with make_session(args) as session:
         session.connect_reachable()  # a dead master is a row of the table, not an abort
         guard.check(session, "status", versions=False)  # wrong state dir: say so first
         return show_status(session, output=args.output, components=args.components)
-    finally:
-        session.close()
 
 
 # --- entry point ----------------------------------------------------------------------------

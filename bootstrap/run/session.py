@@ -241,6 +241,12 @@ class Session:
             memory = self._memory
         return memory.path(label, content)
 
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._exit.close()
         if self._hosts:

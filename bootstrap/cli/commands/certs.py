@@ -104,12 +104,9 @@ def cmd_certs_check(args: argparse.Namespace) -> int:
     from bootstrap.day2.certs import check_cluster
     from bootstrap.workflow import guard
 
-    session = make_session(args)
-    try:
+    with make_session(args) as session:
         guard.check(session, "certs check", versions=False)  # wrong state dir: say so first
         return check_cluster(session, warn_days=args.warn_days, output=args.output)
-    finally:
-        session.close()
 
 
 def cmd_certs_renew(args: argparse.Namespace) -> int:
@@ -117,15 +114,11 @@ def cmd_certs_renew(args: argparse.Namespace) -> int:
     from bootstrap.workflow import guard
     from bootstrap.workflow.locks import exclusive
 
-    session = make_session(args)
-    try:
-        with exclusive(session, "certs renew"):
-            # A renewal rolls every master with manifests rendered from the inventory:
-            # with an edited version it would be an upgrade without upgrade's checks.
-            guard.check(session, "certs renew")
-            return renew_cluster(session, args.names, keep=args.keep)
-    finally:
-        session.close()
+    with make_session(args) as session, exclusive(session, "certs renew"):
+        # A renewal rolls every master with manifests rendered from the inventory:
+        # with an edited version it would be an upgrade without upgrade's checks.
+        guard.check(session, "certs renew")
+        return renew_cluster(session, args.names, keep=args.keep)
 
 
 def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
@@ -133,8 +126,7 @@ def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
     from bootstrap.workflow import guard
     from bootstrap.workflow.locks import exclusive
 
-    session = make_session(args)
-    try:
+    with make_session(args) as session:
         # The state dir's lock: snapshots there are rotated (pruned to --keep). Nothing is
         # written on the hosts, so their lock is not taken (a snapshot may run beside an
         # upgrade from another machine).
@@ -146,8 +138,6 @@ def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
             f"revision {info.revision})"
         )
         return 0
-    finally:
-        session.close()
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
@@ -155,8 +145,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     from bootstrap.workflow import guard
     from bootstrap.workflow.locks import exclusive
 
-    session = make_session(args)
-    try:
+    with make_session(args) as session:
         if args.dry_run:  # writes nothing: no lock
             guard.check(session, "upgrade", versions=False)
             return upgrade_cluster(
@@ -167,5 +156,3 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
             return upgrade_cluster(
                 session, args.to, pinned_etcd=args.etcd_version, dry_run=False, keep=args.keep
             )
-    finally:
-        session.close()

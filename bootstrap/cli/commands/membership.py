@@ -59,13 +59,9 @@ def cmd_add_master(args: argparse.Namespace) -> int:
     from bootstrap.workflow.join import add_master
     from bootstrap.workflow.locks import exclusive
 
-    session = make_session(args)
-    try:
-        with exclusive(session, f"add-master {args.name}"):
-            guard.check(session, "add-master")  # the joiner runs the cluster's versions
-            return add_master(session, args.name)
-    finally:
-        session.close()
+    with make_session(args) as session, exclusive(session, f"add-master {args.name}"):
+        guard.check(session, "add-master")  # the joiner runs the cluster's versions
+        return add_master(session, args.name)
 
 
 def cmd_remove_master(args: argparse.Namespace) -> int:
@@ -74,13 +70,12 @@ def cmd_remove_master(args: argparse.Namespace) -> int:
     from bootstrap.workflow import guard
     from bootstrap.workflow.locks import exclusive
 
-    session = make_session(args)
-    try:
-        with exclusive(session, f"remove-master {args.name}", reachable_only=True):
-            guard.check(session, "remove-master", versions=False)
-            return remove_master(session, args.name, force=args.force, wipe_host=args.wipe)
-    finally:
-        session.close()
+    with (
+        make_session(args) as session,
+        exclusive(session, f"remove-master {args.name}", reachable_only=True),
+    ):
+        guard.check(session, "remove-master", versions=False)
+        return remove_master(session, args.name, force=args.force, wipe_host=args.wipe)
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
@@ -88,12 +83,9 @@ def cmd_reset(args: argparse.Namespace) -> int:
     from bootstrap.day2.reset import reset
     from bootstrap.workflow.locks import exclusive
 
-    session = make_session(args)
-    try:
+    with make_session(args) as session:
         if args.dry_run:  # writes nothing: no lock, so it also works during another run
             return reset(session, args.master, yes=args.yes, dry_run=True)
         with exclusive(session, "reset" + (f" --master {args.master}" if args.master else ""),
                        reachable_only=True):
             return reset(session, args.master, yes=args.yes, dry_run=False)
-    finally:
-        session.close()
