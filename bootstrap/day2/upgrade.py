@@ -246,14 +246,7 @@ def upgrade_cluster(
     new_inventory = dataclasses.replace(
         inventory, kubernetes_version=plan.kubernetes_to, etcd_version=plan.etcd_to
     )
-    target_session = Session(
-        inventory=new_inventory,
-        state_dir=session.state_dir,
-        options=session.options,
-        console=session.console,
-        _hosts=session.hosts,
-    )
-    try:
+    with session.with_inventory(new_inventory) as target_session:
         if dry_run:
             show_plan(target_session)
             session.console.out("upgrade --dry-run: nothing was changed")
@@ -282,6 +275,3 @@ def upgrade_cluster(
                 + "\n".join(f"  {line}" for line in inventory_lines(plan).splitlines())
             )
         return 0
-    finally:
-        target_session._hosts = None  # the connections belong to `session`, closed there
-        target_session.close()

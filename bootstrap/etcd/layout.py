@@ -30,6 +30,10 @@ class EtcdLayout:
     def cluster_for(self, master: Master) -> EtcdCluster:
         return self.clusters[master.name]
 
+    def set_cluster(self, name: str, cluster: EtcdCluster) -> None:
+        """A joiner's rendering once its member is added (join)."""
+        self.clusters[name] = cluster
+
 
 def provisional(master: Master, inventory: Inventory, known: Sequence[str]) -> EtcdCluster:
     """A joiner's rendering before its member is added (shown by `plan`, never pushed)."""

@@ -64,6 +64,7 @@ class Session:
     _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _memory: MemoryFiles | None = None
+    _borrowed_hosts: bool = False  # the connections belong to another session (upgrade)
     # Masters of the inventory that are not etcd members yet: the init phases leave them
     # out (``masters``) and the join phase adds them one at a time (bootstrap.workflow.join).
     pending_joins: set[str] = field(default_factory=set)
@@ -247,9 +248,21 @@ class Session:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    def with_inventory(self, inventory: Inventory) -> Session:
+        """A session for another inventory of the same cluster (an upgrade's target) that
+        uses this session's connections; closing it leaves them to this one."""
+        return Session(
+            inventory=inventory,
+            state_dir=self.state_dir,
+            options=self.options,
+            console=self.console,
+            _hosts=self.hosts,
+            _borrowed_hosts=True,
+        )
+
     def close(self) -> None:
         self._exit.close()
-        if self._hosts:
+        if self._hosts and not self._borrowed_hosts:
             for host in self._hosts.values():
                 with contextlib.suppress(Exception):
                     host.close()

@@ -227,7 +227,7 @@ def _set_rendering(session: Session, joiner: Master, members: Sequence[Member]) 
         cluster = join_cluster(joiner, members, session.inventory)
         record[joiner.name] = cluster
         save_record(session.state_dir, record)
-    session.etcd_layout.clusters[joiner.name] = cluster
+    session.etcd_layout.set_cluster(joiner.name, cluster)
     session.replan(joiner.name)
     return cluster
 
