@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaling-runs", type=int, default=3, help="runs per lab size 3/5/7")
     parser.add_argument("--render-runs", type=int, default=5)
     parser.add_argument("--help-runs", type=int, default=20)
+    parser.add_argument("--node-runs", type=int, default=2,
+                        help="runs of the runner-mode vs kubelet-mode lab comparison (0: skip)")
     parser.add_argument("--no-lab", action="store_true", help="skip the lab benchmarks")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         init.bench_init(report, args.runs)
         if args.scaling_runs:
             init.bench_scaling(report, args.scaling_runs)
+        if args.node_runs:
+            from bench import kubelet
+
+            kubelet.bench_modes(report, args.node_runs)
     table = markdown(report)
     print()
     print(table)

@@ -693,7 +693,9 @@ def status() -> dict[str, Any]:
                     containerd = pid
         runner_status: Any = None
         runner_error = None
-        if kubelet_mode:
+        if kubelet_mode and init is None:
+            runner_error = "host is not running"
+        elif kubelet_mode:
             try:
                 runner_status = {"pods": cri.pods(lambda h, a: exec_in(h, a, timeout=20), name)}
             except (LabError, ValueError, subprocess.TimeoutExpired) as exc:

@@ -13,6 +13,7 @@ with the operator's admin.conf and crictl on the nodes:
 - killing a container's process makes the kubelet restart it (its restart count grows);
 - removing a manifest stops the pod and its mirror pod disappears; putting it back
   starts it again;
+- a changed flag rolls one master at a time, and the kubelet restarts only that pod;
 - `lab status`, `lab logs`, `lab exec` in this mode; `lab down` leaves no process,
   cgroup, mount or changed sysctl behind.
 """
@@ -248,6 +249,49 @@ def test_lab_status_logs_and_exec_in_kubelet_mode(cluster: Cluster) -> None:
     assert "serving client traffic" in logs.stdout, logs.stdout[-2000:]  # etcd's own log
     ex = lab_cli("exec", "m3", "--", "crictl", "pods", "--name", "etcd-m3", "-q")
     assert ex.returncode == 0 and ex.stdout.strip(), ex.stderr
+
+
+def test_a_changed_flag_rolls_one_master_at_a_time_restarting_only_that_pod(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    hosts = [h.name for h in cluster.info.hosts]
+    before = {h: {c: cluster.running(h, c) for c in COMPONENTS} for h in hosts}
+    assert all(c is not None for by in before.values() for c in by.values()), before
+    edited = tmp_path / "masters.yaml"
+    edited.write_text(cluster.info.inventory.read_text()
+                      + '\nextraArgs:\n  kube-scheduler:\n    kube-api-qps: "60"\n')
+    rolled = bootstrap("init", "--inventory", str(edited), "--state-dir", str(cluster.state))
+    print(rolled.stdout, rolled.stderr)
+    assert rolled.returncode == 0, rolled.stderr
+    lines = rolled.stderr.splitlines()
+    starts = [i for i, line in enumerate(lines)
+              if "rolling kube-scheduler: replacing the running pod" in line]
+    assert len(starts) == len(hosts), starts
+    order = [next(h for h in hosts if f"] {h}: rolling" in lines[i]) for i in starts]
+    assert sorted(order) == hosts
+    # One at a time: each master's new pod runs and answers /livez before the next one's
+    # manifest is written.
+    for k, (i, host) in enumerate(zip(starts, order, strict=True)):
+        end = starts[k + 1] if k + 1 < len(starts) else len(lines)
+        window = lines[i:end]
+        assert any(f"kube-scheduler on {host} to pick up the new manifest:" in x
+                   and "waiting" not in x for x in window), window
+        assert any("kube-scheduler /livez:" in x and "waiting" not in x for x in window), window
+    after = {h: {c: cluster.running(h, c) for c in COMPONENTS} for h in hosts}
+    for h in hosts:
+        for c in ("etcd", "kube-apiserver", "kube-controller-manager"):
+            assert after[h][c]["id"] == before[h][c]["id"], (h, c)  # type: ignore[index]
+        assert after[h]["kube-scheduler"]["id"] != before[h]["kube-scheduler"]["id"], h  # type: ignore[index]
+    created = [int(after[h]["kube-scheduler"]["createdAt"]) for h in order]  # type: ignore[index]
+    assert created == sorted(created), "the new pods started in the rollout's order"
+    def flagged(pods: dict[str, dict[str, Any]]) -> list[str]:
+        return [h for h in hosts if f"kube-scheduler-{h}" in pods and "--kube-api-qps=60"
+                in pods[f"kube-scheduler-{h}"]["spec"]["containers"][0]["command"]]
+
+    poll("every kube-scheduler mirror pod showing the new flag",
+         cluster.mirror_pods, lambda p: flagged(p) == hosts, 90)
+    again = bootstrap("init", "--inventory", str(edited), "--state-dir", str(cluster.state))
+    assert again.returncode == 0 and "init: 0 changed" in again.stdout, again.stderr
 
 
 def test_lab_down_leaves_no_container_cgroup_mount_or_sysctl(cluster: Cluster) -> None:

@@ -13,15 +13,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bootstrap.inventory.model import MANIFESTS_DIR
 from bootstrap.model import RemoteHost
 
 LAB_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
+_IMAGES_MARK = "@@images"
+_WANTED_MARK = "@@wanted"
 LAB_POD_LOGS = "/var/log/pods"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
+# On a CRI node: every container (crictl's endpoint is the node's: /etc/crictl.yaml or
+# crictl's default, containerd's /run/containerd/containerd.sock), then the images the
+# node has and the image each static pod's manifest names, so a pod with no container yet
+# can say its image is missing (a pull in progress, or one that cannot succeed).
+_WANTED = "".join(
+    f'f={MANIFESTS_DIR}/{c}.yaml; [ -f "$f" ] && '
+    f'echo "{c} $(sed -n \'s/^ *image: *//p\' "$f" | head -n 1)"; '
+    for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+)
 _READ_SCRIPT = f"""
 if [ -f {LAB_RUNNER_STATUS} ]; then echo lab; cat {LAB_RUNNER_STATUS};
 elif command -v crictl >/dev/null 2>&1; then echo cri; crictl ps -a -o json 2>/dev/null;
+echo; echo {_IMAGES_MARK}; crictl images -o json 2>/dev/null;
+echo; echo {_WANTED_MARK}; {_WANTED}
 else echo none; fi
 """
 
@@ -91,14 +105,40 @@ def parse_lab_status(body: str) -> dict[str, PodState]:
     return states
 
 
-def parse_crictl(body: str) -> dict[str, PodState]:
+_CRI_PHASES: dict[str, tuple[str, str | None]] = {  # CRI state -> (phase, reason)
+    "CONTAINER_RUNNING": ("Running", None),
+    "CONTAINER_CREATED": ("Waiting", "ContainerCreating"),
+    "CONTAINER_EXITED": ("Exited", "CONTAINER_EXITED"),
+}
+
+
+def _json_doc(text: str) -> dict[str, Any]:
     try:
-        containers = json.loads(body or "{}").get("containers") or []
+        doc = json.loads(text.strip() or "{}")
     except ValueError:
-        containers = []
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def parse_crictl(body: str) -> dict[str, PodState]:
+    """``crictl ps -a -o json``, optionally followed by the node's images and the images
+    the manifests name (the sections of ``_READ_SCRIPT``)."""
+    ps_text, _, rest = body.partition(f"\n{_IMAGES_MARK}\n")
+    images_text, _, wanted_text = rest.partition(f"\n{_WANTED_MARK}\n")
+    containers = _json_doc(ps_text).get("containers") or []
+    present = {
+        tag for image in _json_doc(images_text).get("images") or [] for tag in
+        image.get("repoTags") or []
+    }
+    wanted = dict(
+        line.split(" ", 1) for line in wanted_text.splitlines() if " " in line.strip()
+    )
     latest: dict[str, dict[str, Any]] = {}
     for c in containers:
         name = (c.get("metadata") or {}).get("name")
+        namespace = (c.get("labels") or {}).get("io.kubernetes.pod.namespace", "kube-system")
+        if namespace != "kube-system":  # a user's pod may have a container named etcd
+            continue
         if name in COMPONENTS and int(c.get("createdAt") or 0) >= int(
             (latest.get(name) or {}).get("createdAt") or 0
         ):
@@ -107,20 +147,22 @@ def parse_crictl(body: str) -> dict[str, PodState]:
     for component in COMPONENTS:
         c = latest.get(component)
         if c is None:
-            states[component] = PodState(component, "Absent", False, 0, "no container", "cri")
+            image = wanted.get(component, "").strip()
+            if image and images_text and image not in present:
+                reason = f"image {image} is not on the node (being pulled, or the pull fails)"
+                states[component] = PodState(component, "Waiting", False, 0, reason, "cri")
+            else:
+                states[component] = PodState(
+                    component, "Absent", False, 0, "no container", "cri"
+                )
             continue
-        running = c.get("state") == "CONTAINER_RUNNING"
+        state = str(c.get("state"))
+        phase, why = _CRI_PHASES.get(state, ("Unknown", state))
         restarts = int(
             (c.get("annotations") or {}).get("io.kubernetes.container.restartCount") or 0
         )
         states[component] = PodState(
-            component,
-            "Running" if running else "Exited",
-            None,
-            restarts,
-            None if running else str(c.get("state")),
-            "cri",
-            str(c.get("id") or "") or None,
+            component, phase, None, restarts, why, "cri", str(c.get("id") or "") or None
         )
     return states
 
