@@ -54,3 +54,14 @@ def test_the_check_sees_a_cycle_and_private_names(tmp_path: Path) -> None:
         ("pkg.b", "pkg.c", "_secret"),
         ("pkg.c", "pkg.d", "_private"),
     ]
+
+
+def test_the_cli_lists_the_same_phases_and_components_as_their_homes() -> None:
+    """`bootstrap --help` must not import the workflow (it stays lazy), so the CLI keeps
+    its own copies of the phase and component names: they equal the definitions."""
+    from bootstrap.cli import COMPONENT_CHOICES, PHASE_NAMES
+    from bootstrap.inventory.model import COMPONENTS
+    from bootstrap.workflow.init import INIT_PHASES
+
+    assert PHASE_NAMES == tuple(phase.name for phase in INIT_PHASES)
+    assert COMPONENT_CHOICES == COMPONENTS

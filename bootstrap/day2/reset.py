@@ -34,9 +34,16 @@ from bootstrap.etcd.membership import (
     save_record,
 )
 from bootstrap.etcd.view import ClusterView
-from bootstrap.inventory.model import ETCD_DATA_DIR, KUBERNETES_DIR, MANIFESTS_DIR, PKI_DIR, Master
+from bootstrap.inventory.model import (
+    COMPONENTS,
+    ETCD_DATA_DIR,
+    KUBERNETES_DIR,
+    MANIFESTS_DIR,
+    PKI_DIR,
+    Master,
+)
 from bootstrap.manifests.components import ENCRYPTION_CONFIG_DIR
-from bootstrap.node.podstate import COMPONENTS, read_pod_states
+from bootstrap.node.podstate import read_pod_states
 from bootstrap.run.etcdview import etcd_client, probe_cluster
 from bootstrap.run.session import Session
 

@@ -27,9 +27,9 @@ from typing import Any
 from bootstrap.errors import BootstrapError
 from bootstrap.etcd.client import EtcdUnreachable, Status
 from bootstrap.etcd.view import ClusterView
-from bootstrap.inventory.model import ETCD_CLIENT_PORT, KUBERNETES_DIR, PKI_DIR, Master
+from bootstrap.inventory.model import COMPONENTS, ETCD_CLIENT_PORT, KUBERNETES_DIR, PKI_DIR, Master
 from bootstrap.model import RemoteHost
-from bootstrap.node.podstate import COMPONENTS, PodState, read_pod_states
+from bootstrap.node.podstate import PodState, read_pod_states
 from bootstrap.run.etcdview import member_label
 from bootstrap.run.session import Session
 

@@ -13,14 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bootstrap.inventory.model import MANIFESTS_DIR
+from bootstrap.inventory.model import COMPONENTS, MANIFESTS_DIR
 from bootstrap.model import RemoteHost
 
 LAB_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
 _IMAGES_MARK = "@@images"
 _WANTED_MARK = "@@wanted"
 LAB_POD_LOGS = "/var/log/pods"
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 # On a CRI node: every container (crictl's endpoint is the node's: /etc/crictl.yaml or
 # crictl's default, containerd's /run/containerd/containerd.sock), then the images the
@@ -29,7 +28,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 _WANTED = "".join(
     f'f={MANIFESTS_DIR}/{c}.yaml; [ -f "$f" ] && '
     f'echo "{c} $(sed -n \'s/^ *image: *//p\' "$f" | head -n 1)"; '
-    for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    for c in COMPONENTS
 )
 _READ_SCRIPT = f"""
 if [ -f {LAB_RUNNER_STATUS} ]; then echo lab; cat {LAB_RUNNER_STATUS};
