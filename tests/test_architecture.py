@@ -63,5 +63,5 @@ def test_the_cli_lists_the_same_phases_and_components_as_their_homes() -> None:
     from bootstrap.inventory.model import COMPONENTS
     from bootstrap.workflow.init import INIT_PHASES
 
-    assert PHASE_NAMES == tuple(phase.name for phase in INIT_PHASES)
+    assert tuple(phase.name for phase in INIT_PHASES) == PHASE_NAMES
     assert COMPONENT_CHOICES == COMPONENTS
