@@ -157,6 +157,3 @@ class EtcdError(OperationError):
 class WaitTimeout(OperationError):
     """A named wait ran out of time. The message carries the last error seen."""
 
-
-class VerifyFailed(OperationError):
-    pass

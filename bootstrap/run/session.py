@@ -37,7 +37,6 @@ class Options:
     components: tuple[str, ...] = COMPONENTS
     templates_dir: Path | None = None
     sudo_password: str | None = None
-    dry_run: bool = False
     delivery: str = "file"  # "file": manifests dir over SSH; "http": published (delivery.py)
     serve_url: str | None = None  # the running `bootstrap serve` (http delivery)
     offline: bool = False  # never contact hosts (render): etcd layout from the record only

@@ -190,16 +190,6 @@ def runner_config(url: str, token: str) -> bytes:
     )
 
 
-def kubelet_config_snippet(url: str) -> str:
-    """What a real node's KubeletConfiguration needs (the token stays a placeholder)."""
-    return (
-        f"staticPodURL: {url}\n"
-        "staticPodURLHeader:\n"
-        "  Authorization:\n"
-        '  - "Bearer <token of this node from serve-tokens.json>"\n'
-    )
-
-
 def is_lab_host(host: RemoteHost) -> bool:
     return host.stat_files([LAB_RUNNER_STATUS]).get(LAB_RUNNER_STATUS) is not None
 
