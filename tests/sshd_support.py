@@ -15,6 +15,7 @@ Private keys inside stay 0600.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -24,6 +25,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bootstrap.inventory.model import JumpHost, Master, SSHSettings
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
@@ -198,3 +201,32 @@ def start_sshd(attempts: int = 3) -> Sshd:
         sshd.stop()  # e.g. the port was taken between free_port() and bind: retry
     shutil.rmtree(root, ignore_errors=True)
     raise RuntimeError(f"sshd did not start; log:\n{last_log}")
+
+
+def make_master(
+    sshd: Sshd,
+    known_hosts: Path,
+    key: Path | None,
+    *,
+    name: str = "m1",
+    user: str = "root",
+    sudo: bool = False,
+    policy: str = "strict",
+    port: int | None = None,
+    jump: JumpHost | None = None,
+) -> Master:
+    return Master(
+        name=name,
+        address=ipaddress.ip_address("127.0.0.1"),
+        ssh=SSHSettings(
+            user=user,
+            port=port or sshd.port,
+            identity_file=key,
+            known_hosts=known_hosts,
+            host_key_policy=policy,  # type: ignore[arg-type]
+            sudo=sudo,
+            jump_host=jump,
+            connect_timeout=5.0,
+        ),
+        ssh_host="127.0.0.1",
+    )

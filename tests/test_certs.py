@@ -394,10 +394,9 @@ def _upgrade_diff(have: tuple[str, str], target: str, pinned: str | None = None)
     versions plan_upgrade picks, rendered, diffed against the running ones (push's diff)."""
     import dataclasses as dc
 
-    from render_support import example_inventory_137, fake_mounted_files, full_cluster
-
     from bootstrap.manifests.render import render_manifests
     from bootstrap.transport.push import manifest_diff
+    from tests.render_support import example_inventory_137, fake_mounted_files, full_cluster
 
     plan = plan_upgrade(have[0], target, cluster_etcd=have[1], pinned_etcd=pinned)
     running = example_inventory_137(kubernetes_version=have[0], etcd_version=have[1])

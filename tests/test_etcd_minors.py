@@ -29,12 +29,12 @@ from typing import Any
 
 import pytest
 import yaml
-from etcd_support import CLEAN_ENV
-from etcd_support import ETCD as WHEEL_ETCD
-from render_support import REPO_ROOT, example_inventory_137, full_cluster
 
 from bootstrap.inventory.model import Inventory, Master
 from bootstrap.manifests.render import render_manifests
+from tests.etcd_support import CLEAN_ENV
+from tests.etcd_support import ETCD as WHEEL_ETCD
+from tests.render_support import REPO_ROOT, example_inventory_137, full_cluster
 
 KUBEBIN = REPO_ROOT / "lab" / "kubebin"
 READY_WITHIN = 60.0  # seconds; a cold etcd on a loaded 2-core machine takes a few

@@ -9,18 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd_support import Sshd
-from test_transport import make_master, sshd  # noqa: F401  (the real-sshd fixture)
 
 from bootstrap.model import FileSpec, RemoteFile
 from bootstrap.transport import SSHHost, connect
 from bootstrap.transport.push import apply_changes, classify, diff_host, summarize
+from tests.sshd_support import Sshd, make_master
 
 pytestmark = pytest.mark.sshd
 
 
 @pytest.fixture(scope="module")
-def push_key(sshd: Sshd) -> Path:  # noqa: F811
+def push_key(sshd: Sshd) -> Path:
     key = sshd.new_client_key("push")
     sshd.authorize("root", key.with_suffix(".pub"))
     return key
@@ -28,7 +27,7 @@ def push_key(sshd: Sshd) -> Path:  # noqa: F811
 
 @pytest.fixture
 def host(
-    sshd: Sshd,  # noqa: F811
+    sshd: Sshd,
     push_key: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SSHHost]:

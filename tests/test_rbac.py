@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from render_support import example_inventory, example_inventory_137
-
 from bootstrap.manifests.rbac import bootstrap_bindings
 from bootstrap.pki.table import leaf_specs
+from tests.render_support import example_inventory, example_inventory_137
 
 
 def test_kubelet_client_binding_comes_with_the_certificate_without_o() -> None:

@@ -31,15 +31,6 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from render_support import (
-    GOLDEN_DIR,
-    REPO_ROOT,
-    example_inventory,
-    example_inventory_137,
-    fake_mounted_files,
-    full_cluster,
-    ipv6_inventory,
-)
 
 from bootstrap.errors import InputError, TemplateError
 from bootstrap.inventory.model import Inventory, Master
@@ -52,6 +43,15 @@ from bootstrap.manifests.render import (
     yaml_scalar,
 )
 from bootstrap.model import FileSpec
+from tests.render_support import (
+    GOLDEN_DIR,
+    REPO_ROOT,
+    example_inventory,
+    example_inventory_137,
+    fake_mounted_files,
+    full_cluster,
+    ipv6_inventory,
+)
 
 MANIFESTS = "/etc/kubernetes/manifests"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")

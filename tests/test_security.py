@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bootstrap.cli import main
-from tests.test_security_lab import leaked, secrets_of
+from tests.secrets_support import leaked, secrets_of
 
 REPO = Path(__file__).resolve().parent.parent
 

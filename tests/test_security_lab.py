@@ -11,8 +11,6 @@ Run: LAB_INSTANCE=<d> .venv/bin/python -m pytest -m lab tests/test_security_lab.
 
 from __future__ import annotations
 
-import base64
-import re
 from pathlib import Path
 
 import pytest
@@ -30,9 +28,9 @@ from tests.fault_support import (
     wipe_hosts,
 )
 from tests.lab_support import lab  # noqa: F401  (fixture)
+from tests.secrets_support import leaked, secrets_of
 
 pytestmark = pytest.mark.lab
-PEM_MARKERS = ("PRIVATE KEY", "BEGIN EC", "BEGIN RSA", "BEGIN OPENSSH")
 HOST_LOGS = ("/var/log/lab-runner.log", "/var/log/sshd.log", "/var/log/pods")
 
 # kubeadm's layout (reference/kubeadm.md): what every host must show after init.
@@ -54,35 +52,6 @@ def expected_mode(path: str) -> int:
     if name.endswith(".crt"):
         return 0o644
     return 0o600  # *.key, sa.pub, *.conf, manifests, encryption config
-
-
-def secrets_of(state: Path) -> list[str]:
-    """Strings that must never appear in output: every 64-char base64 line of every PEM
-    private key in the state dir, the same keys base64-encoded whole (how kubeconfigs embed
-    them), and the encryption-at-rest key."""
-    needles: list[str] = []
-    for path in state.rglob("*"):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        if b"PRIVATE KEY" in data:
-            body = [ln for ln in data.decode().splitlines() if ln and not ln.startswith("-----")]
-            needles += [ln for ln in body if len(ln) >= 40]
-            needles.append(base64.b64encode(data).decode()[:60])
-        elif path.name.endswith(".conf") and b"client-key-data" in data:
-            found = re.search(rb"client-key-data: (\S+)", data)
-            assert found is not None
-            needles.append(found.group(1).decode()[:60])
-        elif "encryption" in path.name:
-            needles += [w for w in data.decode().split() if len(w) >= 40]
-    assert len(needles) > 20, "found too few keys in the state dir to make this scan mean much"
-    return needles
-
-
-def leaked(text: str, needles: list[str]) -> list[str]:
-    found = [m for m in PEM_MARKERS if m in text]
-    found += [n[:16] + "..." for n in needles if n in text]
-    return found
 
 
 # --- the sudo path, and modes/owners as kubeadm ---------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import os
 import pwd
 import shutil
@@ -22,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd_support import Sshd, free_port, keygen, start_sshd
 
 from bootstrap.errors import (
     AuthenticationFailed,
@@ -33,9 +31,10 @@ from bootstrap.errors import (
     RemoteCommandFailed,
     TransportError,
 )
-from bootstrap.inventory.model import JumpHost, Master, SSHSettings
+from bootstrap.inventory.model import JumpHost, Master
 from bootstrap.model import FileSpec, RemoteFile
 from bootstrap.transport import CONNECT_ATTEMPTS, SSHHost, connect, connect_all
+from tests.sshd_support import Sshd, free_port, keygen, make_master
 
 pytestmark = pytest.mark.sshd
 
@@ -45,17 +44,6 @@ HANG_GUARD = 30.0  # seconds; only catches hangs, never asserts speed
 
 
 # --- fixtures -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[Sshd]:
-    if os.geteuid() != 0 or not Path("/usr/sbin/sshd").exists():
-        pytest.fail("transport tests need root and /usr/sbin/sshd (openssh-server)")
-    server = start_sshd()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -71,35 +59,6 @@ def known_hosts(tmp_path_factory: pytest.TempPathFactory, sshd: Sshd) -> Path:
     path = tmp_path_factory.mktemp("ssh") / "known_hosts"
     path.write_text(sshd.known_hosts_line())
     return path
-
-
-def make_master(
-    sshd: Sshd,
-    known_hosts: Path,
-    key: Path | None,
-    *,
-    name: str = "m1",
-    user: str = "root",
-    sudo: bool = False,
-    policy: str = "strict",
-    port: int | None = None,
-    jump: JumpHost | None = None,
-) -> Master:
-    return Master(
-        name=name,
-        address=ipaddress.ip_address("127.0.0.1"),
-        ssh=SSHSettings(
-            user=user,
-            port=port or sshd.port,
-            identity_file=key,
-            known_hosts=known_hosts,
-            host_key_policy=policy,  # type: ignore[arg-type]
-            sudo=sudo,
-            jump_host=jump,
-            connect_timeout=5.0,
-        ),
-        ssh_host="127.0.0.1",
-    )
 
 
 @pytest.fixture
