@@ -13,7 +13,12 @@ What it does, in the order a node's systemd would:
    ``/etc/kubernetes/kubelet.conf`` and ``/etc/kubernetes/pki/ca.crt`` exist, then with
    ``--kubeconfig`` (it registers the Node and creates the mirror pods);
 3. restarts the kubelet whenever either file appears or changes (the Vagrant lab's
-   ``kubelet-kubeconfig.path`` unit); static pods keep running across the restart;
+   ``kubelet-kubeconfig.path`` unit), or a drop-in in ``/var/lib/kubelet/config.d/``
+   (``--config-dir``; where an operator adds ``staticPodURL`` for the HTTP source, then
+   runs ``systemctl restart kubelet``); static pods keep running across the restart.
+   The kubelet trusts the cluster CA like a node where ``update-ca-certificates`` ran
+   (the URL source has no CA option): ``SSL_CERT_FILE`` names the machine's bundle plus
+   ``/etc/kubernetes/pki/ca.crt`` (the hosts share the machine's /etc/ssl);
 4. reports "ok" on the ready pipe once the kubelet's healthz answers, or "error: ...".
 
 Logs: /var/log/containerd.log, /var/log/kubelet.log, /var/log/lab-node.log.
@@ -21,6 +26,7 @@ Logs: /var/log/containerd.log, /var/log/kubelet.log, /var/log/lab-node.log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +40,8 @@ from typing import Any
 KUBECONFIG = "/etc/kubernetes/kubelet.conf"
 CLIENT_CA = "/etc/kubernetes/pki/ca.crt"
 KUBELET_DIR = "/var/lib/kubelet"
+DROPIN_DIR = "/var/lib/kubelet/config.d"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SOCKET = "/run/containerd/containerd.sock"
 HEALTHZ = "http://127.0.0.1:10248/healthz"
 NODE_RUN = "/run/bslab/node"
@@ -182,13 +190,15 @@ class Service:
         self.logfile = logfile
         self.proc: subprocess.Popen[bytes] | None = None
         self.argv: list[str] = []
+        self.env: dict[str, str] = {}
         self.exited_at = 0.0
 
-    def start(self, argv: list[str]) -> None:
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.argv = argv
+        self.env = env or _env()
         with open(self.logfile, "ab") as out:
             self.proc = subprocess.Popen(
-                argv, env=_env(), cwd="/", stdin=subprocess.DEVNULL, stdout=out,
+                argv, env=self.env, cwd="/", stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         log(f"{self.name} started (pid {self.proc.pid}): {' '.join(argv)}")
@@ -205,7 +215,7 @@ class Service:
             log(f"{self.name} exited with {self.proc.returncode}; restarting")
         if time.monotonic() - self.exited_at >= RESTART_DELAY:
             self.exited_at = 0.0
-            self.start(self.argv)
+            self.start(self.argv, self.env)
 
     def stop(self, timeout: float = 10.0) -> None:
         if not self.running():
@@ -273,9 +283,29 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _watched() -> dict[str, tuple[int, int, int] | None]:
+    """What restarts the kubelet when it changes: kubeconfig, client CA, drop-ins."""
+    paths = [KUBECONFIG, CLIENT_CA]
+    with contextlib.suppress(OSError):
+        paths += sorted(str(p) for p in Path(DROPIN_DIR).rglob("*.conf"))
+    return {p: _stamp(p) for p in paths}
+
+
+def kubelet_env() -> dict[str, str]:
+    """The machine's trust store plus the cluster CA (the stand-in for a node's
+    update-ca-certificates), rebuilt at every kubelet start."""
+    bundle = Path(NODE_RUN) / "ca-bundle.crt"
+    parts = []
+    for path in (SYSTEM_CA_BUNDLE, CLIENT_CA):
+        with contextlib.suppress(OSError):
+            parts.append(Path(path).read_bytes().rstrip(b"\n") + b"\n")
+    bundle.write_bytes(b"".join(parts))
+    return {**_env(), "SSL_CERT_FILE": str(bundle)}
+
+
 def kubelet_argv(cfg: dict[str, Any]) -> list[str]:
     """kubelet-start's choice: registered once kubelet.conf and the client CA exist."""
-    base = ["kubelet", f"--node-ip={cfg['address']}", "--v=1"]
+    base = ["kubelet", f"--node-ip={cfg['address']}", f"--config-dir={DROPIN_DIR}", "--v=1"]
     if _nonempty(KUBECONFIG) and _nonempty(CLIENT_CA):
         return [*base, f"--config={KUBELET_DIR}/config.yaml", f"--kubeconfig={KUBECONFIG}"]
     return [*base, f"--config={KUBELET_DIR}/config-standalone.yaml"]
@@ -319,8 +349,9 @@ def main() -> int:
         import_images(cfg["archive_dir"], cfg["snapshotter"])
         if cfg["cgroup_v1"]:
             make_cgroup_root(cfg["cgroup_root"])
-        watched = {p: _stamp(p) for p in (KUBECONFIG, CLIENT_CA)}
-        kubelet.start(kubelet_argv(cfg))
+        Path(DROPIN_DIR).mkdir(mode=0o755, exist_ok=True)
+        watched = _watched()
+        kubelet.start(kubelet_argv(cfg), kubelet_env())
         deadline = time.monotonic() + 60
         while not healthy():
             if not kubelet.running():
@@ -343,13 +374,13 @@ def main() -> int:
     while not stopping:
         time.sleep(0.5)
         containerd.tend()
-        now = {p: _stamp(p) for p in watched}
+        now = _watched()
         if now != watched:
-            changed = ", ".join(p for p in now if now[p] != watched[p])
+            changed = ", ".join(p for p in {*now, *watched} if now.get(p) != watched.get(p))
             watched = now
             log(f"{changed} changed: restarting the kubelet")
             kubelet.stop()
-            kubelet.start(kubelet_argv(cfg))
+            kubelet.start(kubelet_argv(cfg), kubelet_env())
         kubelet.tend()
     # systemd's KillMode=process for containerd: the shims and containers stay (the host's
     # end kills them anyway).

@@ -295,10 +295,10 @@ def test_renew_when_certs_have_already_expired(cluster: Cluster) -> None:
 
 def test_failed_upgrade_rolls_the_master_back(cluster: Cluster) -> None:
     # This lab's nodes have images of one Kubernetes and one etcd version only: an upgrade
-    # to the next minor cannot start on the first master (ImageUnavailable, as an image
+    # to the next patch cannot start on the first master (ImageUnavailable, as an image
     # pull failure on a real node), so the upgrade must stop there and roll it back.
-    target = cluster.lab.kubernetes_version.split(".")
-    target_version = f"{target[0]}.{int(target[1]) + 1}.0"
+    major, minor, patch = cluster.lab.kubernetes_version.split(".")
+    target_version = f"{major}.{minor}.{int(patch) + 1}"
     before = pods(cluster.lab)
     manifests = {
         name: api.read_host_file("m1", f"/etc/kubernetes/manifests/{name}.yaml") for name in PODS

@@ -197,12 +197,18 @@ def test_killing_a_container_process_makes_the_kubelet_restart_it(cluster: Clust
     assert before is not None
     pid = api.kill_pod_process("m3", "kube-system/kube-controller-manager")
     assert pid > 1
-    after = poll(
-        "a new kube-controller-manager container on m3",
-        lambda: cluster.running("m3", "kube-controller-manager"),
-        lambda c: c is not None and c["id"] != before["id"],
-        90,
-    )
+    try:
+        after = poll(
+            "a new kube-controller-manager container on m3",
+            lambda: cluster.running("m3", "kube-controller-manager"),
+            lambda c: c is not None and c["id"] != before["id"],
+            120,
+        )
+    except BaseException:  # what the node saw, for the report
+        ps = api.exec_in("m3", ["ps", "-eo", "pid,ppid,stat,args"]).stdout.decode()
+        log = api.exec_in("m3", ["tail", "-n", "60", "/var/log/kubelet.log"]).stdout.decode()
+        print(f"killed pid {pid}\n{ps}\n{log}")
+        raise
     assert restarts(after) > restarts(before)
     # The API shows it too: the mirror pod's status comes from the kubelet.
     status = poll(

@@ -364,7 +364,20 @@ def _apiserver_live(session: Session, name: str, tls: ClientTLS) -> tuple[bool, 
         if failed and all(f.startswith("poststarthook/") for f in failed):
             return False, "starting (" + ", ".join(hooks) + ")"
         return False, f"/livez HTTP {result.status}: " + (", ".join(failed) or "not live")
-    return True, "live"
+    # Ready too, as verify demands: after its etcd member restarted, an apiserver is live
+    # again before /readyz's etcd-readiness check passes (seen on the real apiserver).
+    try:
+        ready = get(
+            "127.0.0.1", local, "/readyz?verbose", tls=tls, timeout=PROBE_TIMEOUT,
+            server_name="127.0.0.1",
+        )
+    except HTTPCheckError as exc:
+        return False, _waiting_reason(exc)
+    if ready.status != 200:
+        failed = [ln.strip()[3:].split(" ", 1)[0] for ln in ready.text.splitlines()
+                  if ln.startswith("[-]")]
+        return False, "live, not ready yet (" + (", ".join(failed) or f"HTTP {ready.status}") + ")"
+    return True, "live and ready"
 
 
 def wait_for_apiservers(session: Session, required: Sequence[str] | None = None) -> None:
@@ -376,12 +389,12 @@ def wait_for_apiservers(session: Session, required: Sequence[str] | None = None)
         def one(master: Master, _host: object) -> tuple[bool, str]:
             return _apiserver_live(session, master.name, kubeconfig_tls(session, master.name))
 
-        return _tally(session.each_host(one, masters), "apiservers live with etcd")
+        return _tally(session.each_host(one, masters), "apiservers live and ready")
 
     wait_for(
         session,
         "control-plane",
-        "kube-apiserver /livez (etcd check included)",
+        "kube-apiserver /livez (etcd check included) and /readyz",
         "kube-apiserver",
         probe,
         session.inventory.timeouts.apiserver_ready,
