@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap import delivery
+from bootstrap.workflow import delivery
 from lab import api, config
 from lab.api import LabInfo
 from lab.config import LAB_BOOTSTRAP_STATE
