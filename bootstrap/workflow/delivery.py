@@ -397,7 +397,6 @@ def run_control_plane_http(session: Session) -> None:
         steps.wait_apiservers,
         support=steps.is_apiserver_config,
     )
-    steps.settle_apiservers(session)
     waits.ensure_cluster_admins_binding(session)
     for component in ("kube-controller-manager", "kube-scheduler"):
         roll_http(session, "control-plane", component, steps.wait_component(component))
