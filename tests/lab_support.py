@@ -16,8 +16,11 @@ reason; a lab somebody else left up is a failure, never silently reused or destr
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
@@ -90,3 +93,27 @@ def ssh_run(client: paramiko.SSHClient, command: str) -> tuple[int, str, str]:
     out = stdout.read().decode()
     err = stderr.read().decode()
     return stdout.channel.recv_exit_status(), out, err
+
+
+def poll(what: str, attempt: Callable[[], Any], accept: Callable[[Any], bool],
+         limit: float) -> Any:
+    """Repeat ``attempt`` until ``accept``; a bounded wait (count and time), never a sleep
+    followed by an assertion. Returns the accepted value."""
+    deadline = time.monotonic() + limit
+    last = None
+    while time.monotonic() < deadline:
+        last = attempt()
+        if accept(last):
+            return last
+        time.sleep(1.0)
+    pytest.fail(f"{what}: not seen within {limit:.0f} s; last: {last!r}")
+
+
+def kubectl(info: LabInfo, state: Path, *args: str) -> str:
+    """The lab's kubectl with the state dir's admin.conf; it must succeed. Raw stdout."""
+    proc = subprocess.run(
+        [str(info.bin_dir / "kubectl"), "--kubeconfig", str(state / "admin.conf"), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, (args, proc.stderr)
+    return proc.stdout

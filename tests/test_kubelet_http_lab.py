@@ -24,8 +24,8 @@ from bootstrap.workflow import delivery
 from lab import api, config
 from lab.api import LabInfo
 from lab.config import LAB_BOOTSTRAP_STATE
-from tests.lab_support import bring_up
-from tests.test_kubelet_lab import COMPONENTS, REPO, Cluster, bootstrap, poll
+from tests.lab_support import bring_up, poll
+from tests.test_kubelet_lab import COMPONENTS, REPO, Cluster, bootstrap
 
 pytestmark = pytest.mark.lab
 

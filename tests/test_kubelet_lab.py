@@ -25,7 +25,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from bootstrap.transport import connect_all
 from lab import api, cgroups, cri, record, sysctls
 from lab.api import LabInfo
 from lab.config import LAB_BOOTSTRAP_STATE, PREFIX
-from tests.lab_support import bring_up
+from tests.lab_support import bring_up, kubectl, poll
 
 pytestmark = pytest.mark.lab
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -57,19 +57,6 @@ def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def poll(what: str, attempt: Callable[[], Any], accept: Callable[[Any], bool],
-         limit: float) -> Any:
-    """Repeat ``attempt`` until ``accept`` (bounded in time), then return its value."""
-    deadline = time.monotonic() + limit
-    last = None
-    while time.monotonic() < deadline:
-        last = attempt()
-        if accept(last):
-            return last
-        time.sleep(1.0)
-    pytest.fail(f"{what}: not seen within {limit:.0f} s; last: {last!r}")
-
-
 class Cluster:
     def __init__(self, info: LabInfo, state: Path) -> None:
         self.info = info
@@ -80,12 +67,7 @@ class Cluster:
                          "--state-dir", str(self.state))
 
     def kubectl(self, *args: str) -> str:
-        proc = subprocess.run(
-            [str(self.info.bin_dir / "kubectl"), "--kubeconfig", str(self.state / "admin.conf"),
-             *args], capture_output=True, text=True, timeout=60, check=False,
-        )
-        assert proc.returncode == 0, (args, proc.stderr)
-        return proc.stdout
+        return kubectl(self.info, self.state, *args)
 
     def mirror_pods(self) -> dict[str, dict[str, Any]]:
         doc = json.loads(self.kubectl("get", "pods", "-n", "kube-system", "-o", "json"))

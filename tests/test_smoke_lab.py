@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,11 @@ from bootstrap.pki import ensure_pki
 from bootstrap.transport import connect_all
 from lab import api
 from lab.api import LabInfo
-from tests.lab_support import lab  # noqa: F401  (fixture)
+from tests.lab_support import (
+    kubectl,
+    lab,  # noqa: F401  (fixture)
+    poll,
+)
 
 pytestmark = pytest.mark.lab
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -77,20 +79,6 @@ def verify_json(inventory: Path, state: Path) -> tuple[int, dict[tuple[str, str]
     return proc.returncode, {(r["master"], r["check"]): r["status"] for r in report["results"]}
 
 
-def poll(what: str, attempt: Callable[[], Any], accept: Callable[[Any], bool],
-         limit: float) -> Any:
-    """Repeat ``attempt`` until ``accept``; a bounded wait (count and time), never a sleep
-    followed by an assertion."""
-    deadline = time.monotonic() + limit
-    last = None
-    while time.monotonic() < deadline:
-        last = attempt()
-        if accept(last):
-            return last
-        time.sleep(1.0)
-    pytest.fail(f"{what}: not seen within {limit:.0f} s; last: {last!r}")
-
-
 def test_full_control_plane_init_verify_kubectl_rerun_and_fault(
     lab: LabInfo, tmp_path: Path  # noqa: F811
 ) -> None:
@@ -139,14 +127,8 @@ def test_full_control_plane_init_verify_kubectl_rerun_and_fault(
     assert all(rows[(h.name, "apiserver-livez-etcd")] == "ok" for h in lab.hosts)
 
     # The cluster through kubectl with the operator's admin.conf.
-    kubectl = str(lab.bin_dir / "kubectl")
-    admin = str(state / "admin.conf")
-
     def kube(*args: str) -> str:
-        proc = subprocess.run([kubectl, "--kubeconfig", admin, *args], capture_output=True,
-                              text=True, timeout=60, check=False)
-        assert proc.returncode == 0, (args, proc.stderr)
-        return proc.stdout.strip()
+        return kubectl(lab, state, *args).strip()
 
     assert kube("get", "--raw", "/readyz") == "ok"
     assert kube("auth", "can-i", "*", "*") == "yes"  # the kubeadm:cluster-admins binding

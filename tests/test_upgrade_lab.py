@@ -23,7 +23,7 @@ import pytest
 
 from lab import api, kubebin
 from lab.api import LabInfo
-from tests.lab_support import NOT_ROOT, bring_up
+from tests.lab_support import NOT_ROOT, bring_up, kubectl
 
 pytestmark = pytest.mark.lab
 TARGET_KUBERNETES = kubebin.DEFAULT_KUBERNETES
@@ -68,14 +68,8 @@ def test_upgrade_to_the_next_minor_on_real_binaries(lab: LabInfo, tmp_path: Path
     common = ("--inventory", str(lab.inventory), "--state-dir", str(state))
     assert bootstrap("init", *common).returncode == 0
 
-    kubectl = str(lab.bin_dir / "kubectl")
-    admin = str(state / "admin.conf")
-
     def kube(*args: str) -> str:
-        proc = subprocess.run([kubectl, "--kubeconfig", admin, *args], capture_output=True,
-                              text=True, timeout=60, check=False)
-        assert proc.returncode == 0, (args, proc.stderr)
-        return proc.stdout.strip()
+        return kubectl(lab, state, *args).strip()
 
     kube("create", "secret", "generic", "before-upgrade", "--from-literal=k=written-at-1.36")
     target_etcd = TARGET_ETCD.lstrip("v")
