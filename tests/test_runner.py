@@ -402,12 +402,18 @@ def test_half_written_file_counts_as_a_parse_failure(tmp_path: Path) -> None:
         runner.start()
         text = dump(sleeper_pod("halves"))
         path = runner.manifests / "halves.yaml"
-        path.write_text(text[: len(text) // 2])
+        # Each version of the file lands by rename (a dot-file is ignored): write_text
+        # creates and truncates first, and a scan in between would see one more bad file.
+        half = path.with_name(".halves.yaml.tmp")
+        half.write_text(text[: len(text) // 2])
+        half.replace(path)
         status = wait_for(lambda: runner.status()["parseFailureCount"] >= 1
                           and runner.status(), "the half file counted")
         assert status["parseFailures"][0]["file"] == str(path)
         assert "kube-system/halves" not in status["pods"]
-        path.write_text(text)
+        whole = path.with_name(".halves.yaml.tmp")
+        whole.write_text(text)
+        whole.replace(path)
         runner.wait_pod("kube-system/halves", "running", running_with_pid)
         status = runner.status()
         assert status["parseFailureCount"] == 1 and status["sourceErrors"] == []
