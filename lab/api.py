@@ -7,6 +7,7 @@ them directly. Everything here needs root.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -15,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,8 +188,8 @@ def up(
             info = _build(lab, rec, bins, log)
         except BaseException:
             log("up failed: tearing down what was made")
-            with contextlib.suppress(Exception):
-                _teardown(rec, _quiet)
+            with contextlib.suppress(Exception), _pinned(rec) as (inodes, wrappers):
+                _teardown(rec, _quiet, inodes, wrappers)
                 _clean_data(rec)
                 record.remove()
             raise
@@ -448,35 +449,45 @@ def _mounts_under(root: Path) -> list[str]:
     return [p for p in points if p == str(root) or p.startswith(prefix)]
 
 
-def _lab_inodes(rec: dict[str, Any]) -> tuple[dict[str, set[int]], set[int]]:
-    """Namespace inodes of the lab, only from handles that still exist (pitfall 11)."""
-    inodes: dict[str, set[int]] = {"net": set(), "mnt": set(), "pid": set()}
-    names = set(netsetup.lab_netns()) | {h["netns"] for h in rec.get("hosts", {}).values()}
-    for name in names:
-        path = f"/run/netns/{name}"
-        if procs.is_nsfs(path):
-            inodes["net"].add(os.stat(path).st_ino)
-    if NS_DIR.is_dir():
-        for handle in NS_DIR.glob("*.mnt"):
-            if procs.is_nsfs(handle):
-                inodes["mnt"].add(handle.stat().st_ino)
-    wrappers: set[int] = set()
-    for host in rec.get("hosts", {}).values():
-        recorded = host.get("inodes") or {}
-        lab_alive = recorded.get("net") in inodes["net"] or recorded.get("mnt") in inodes["mnt"]
-        if lab_alive and recorded.get("pid"):
-            inodes["pid"].add(int(recorded["pid"]))
-        for key in ("wrapper_pid", "init_pid"):
-            if host.get(key):
-                wrappers.add(int(host[key]))
-    # Wrappers/inits of a lab whose record was lost: recognise them by command line.
-    for pid in procs.in_namespaces(inodes):
-        if "lab.hostinit" in procs.cmdline(pid):
-            wrappers.add(pid)
-            ino = procs.ns_inode(f"/proc/{pid}/ns/pid")
-            if ino is not None and procs.cmdline(pid)[:1] != ["unshare"]:
-                inodes["pid"].add(ino)
-    return inodes, wrappers
+@contextlib.contextmanager
+def _pinned(rec: dict[str, Any]) -> Iterator[tuple[dict[str, set[int]], set[int]]]:
+    """The lab's namespaces, held open for the whole teardown and its check.
+
+    Yields (inodes by kind, wrapper/init PIDs). Only namespaces this instance names are
+    taken: its netns handles (``<prefix>-*`` and the record's), its mount handles (in its
+    own state dir) and the PID namespaces of inits found live in those. Held open, none
+    of them can be freed and its inode number handed to another lab's new container
+    while we match processes against it (lab-notes pitfall 11).
+    """
+    pins = procs.Pins()
+    try:
+        names = set(netsetup.lab_netns()) | {h["netns"] for h in rec.get("hosts", {}).values()}
+        for name in sorted(names):
+            pins.add("net", f"/run/netns/{name}")
+        if NS_DIR.is_dir():
+            for handle in sorted(NS_DIR.glob("*.mnt")):
+                pins.add("mnt", handle)
+        wrappers: set[int] = set()
+        inits: set[int] = set()
+        for host in rec.get("hosts", {}).values():
+            for key in ("wrapper_pid", "init_pid"):
+                if host.get(key) and pins.holds(int(host[key])):
+                    wrappers.add(int(host[key]))
+            if host.get("init_pid"):
+                inits.add(int(host["init_pid"]))
+        # Wrappers/inits of a lab whose record was lost: lab.hostinit processes in its
+        # namespaces (never a command line alone).
+        for pid in procs.in_namespaces(pins.inodes):
+            if "lab.hostinit" in procs.cmdline(pid):
+                wrappers.add(pid)
+                if procs.cmdline(pid)[:1] != ["unshare"]:
+                    inits.add(pid)
+        for pid in sorted(inits):
+            # Opened first, checked after: a PID reused in between fails the check.
+            pins.add("pid", f"/proc/{pid}/ns/pid", still=functools.partial(pins.holds, pid))
+        yield pins.inodes, wrappers
+    finally:
+        pins.close()
 
 
 def _umount(path: str) -> None:
@@ -484,8 +495,10 @@ def _umount(path: str) -> None:
         netsetup.run(["umount", "-l", path], check=False)
 
 
-def _teardown(rec: dict[str, Any], log: Log) -> dict[str, set[int]]:
-    inodes, wrappers = _lab_inodes(rec)
+def _teardown(
+    rec: dict[str, Any], log: Log, inodes: dict[str, set[int]], wrappers: set[int]
+) -> None:
+    """Undo the lab. ``inodes``: its namespaces, held open by the caller (`_pinned`)."""
     stubborn = procs.end_all(inodes, wrappers)
     if stubborn:
         log(f"processes that would not die: {stubborn}")
@@ -521,7 +534,6 @@ def _teardown(rec: dict[str, Any], log: Log) -> dict[str, set[int]]:
         if netsetup.safety_route_present(ipaddress.IPv4Network(subnet)):
             netsetup.del_safety_route(subnet)
     SUDOERS_FILE.unlink(missing_ok=True)
-    return inodes
 
 
 def _clean_data(rec: dict[str, Any]) -> None:
@@ -544,7 +556,8 @@ def _clean_data(rec: dict[str, Any]) -> None:
 
 
 def leftovers(rec: dict[str, Any], inodes: dict[str, set[int]]) -> list[str]:
-    """Everything of the lab still present (empty list: nothing is left)."""
+    """Everything of the lab still present (empty list: nothing is left). ``inodes``:
+    the lab's namespaces, still held open by the caller (`_pinned`)."""
     left = [f"netns {n}" for n in netsetup.lab_netns()]
     left += [f"link {n}" for n in netsetup.lab_links()]
     for subnet in {rec.get("subnet") or DEFAULT_SUBNET, DEFAULT_SUBNET}:
@@ -580,8 +593,12 @@ def down(log: Log = _quiet) -> bool:
             for s in {rec.get("subnet") or DEFAULT_SUBNET, DEFAULT_SUBNET}
         ):
             return False
-        inodes = _teardown(rec, log)
-        left = leftovers(rec, inodes)
+        # The namespaces stay held until the check is done: a freed one's inode number
+        # may go to a container another lab instance starts meanwhile, which must not
+        # be killed or reported as ours.
+        with _pinned(rec) as (inodes, wrappers):
+            _teardown(rec, log, inodes, wrappers)
+            left = leftovers(rec, inodes)
         if left:
             raise LabError(
                 "lab down left things behind:\n  " + "\n  ".join(left),

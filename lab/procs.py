@@ -1,8 +1,11 @@
 """Finding and ending the processes that live in the lab's namespaces.
 
 By namespace inode (pitfall 11), not by PID file: that also catches strays started over
-SSH. Inodes are reused across runs, so callers only match while the lab's namespaces
-still exist (the handles pin them). Zombies count as dead (pitfall 10).
+SSH. The kernel hands a freed namespace's inode number to the next namespace made
+anywhere on the machine (lowest free number first), e.g. to a container that another lab
+instance's runc is starting at that moment. So inodes are matched only while the caller
+holds the namespaces open (`Pins`): a held namespace is never freed, its number never
+reused, and "a process in namespace N" then means ours. Zombies count as dead (pitfall 10).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 NS_KINDS = ("net", "mnt", "pid")
@@ -23,6 +26,45 @@ def ns_inode(path: str | Path) -> int | None:
         return os.stat(path).st_ino
     except OSError:
         return None
+
+
+class Pins:
+    """Open file descriptors on namespaces, by kind: while they are held, none of these
+    namespaces can be freed, so their inode numbers stay theirs (see the module doc)."""
+
+    def __init__(self) -> None:
+        self.inodes: dict[str, set[int]] = {kind: set() for kind in NS_KINDS}
+        self._fds: list[int] = []
+
+    def add(
+        self, kind: str, path: str | Path, still: Callable[[], bool] = lambda: True
+    ) -> int | None:
+        """Hold the namespace at ``path`` (a handle or /proc/PID/ns/KIND); its inode, or
+        None if it is gone (or not a namespace). ``still`` is asked after opening: for a
+        /proc path, whether the PID is still the process meant (not a reused one)."""
+        if not is_nsfs(path):
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        if not still():
+            os.close(fd)
+            return None
+        ino = os.fstat(fd).st_ino
+        self._fds.append(fd)
+        self.inodes[kind].add(ino)
+        return ino
+
+    def holds(self, pid: int) -> bool:
+        """Is ``pid`` (alive) in one of the held net or mnt namespaces?"""
+        return any(_proc_ns(pid, kind) in self.inodes[kind] for kind in ("net", "mnt"))
+
+    def close(self) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
 
 
 def is_nsfs(path: str | Path) -> bool:
