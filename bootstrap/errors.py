@@ -155,5 +155,16 @@ class EtcdError(OperationError):
 
 
 class WaitTimeout(OperationError):
-    """A named wait ran out of time. The message carries the last error seen."""
+    """A named wait ran out of time. The message carries the last state seen.
+
+    Raised only by bootstrap.health.poll, the one waiting primitive."""
+
+
+class PodCannotStart(OperationError):
+    """The node reports a static pod that waiting will not bring up (its image is not on
+    the node, or the kubelet gave up on it): the wait ends early with the node's reason."""
+
+
+class APIRequestFailed(OperationError):
+    """The apiserver refused a request we must make (e.g. creating an RBAC binding)."""
 

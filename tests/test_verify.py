@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.errors import WaitTimeout
 from bootstrap.etcd.client import TLSFiles
-from bootstrap.health.poll import wait_until
+from bootstrap.health.poll import poll
 from bootstrap.health.verify import (
     CHECKS,
     Expected,
@@ -113,7 +112,7 @@ def settle(description: str, make: object, accept: object, timeout: float = 20.0
         holder["r"] = make()  # type: ignore[operator]
         return bool(accept(holder["r"])), holder["r"].summary[0] if holder["r"].summary else ""  # type: ignore[operator]
 
-    wait_until(description, probe, timeout=timeout, interval=0.3)
+    poll(description, probe, timeout, 0.3)
     return holder["r"]
 
 
@@ -309,22 +308,6 @@ def test_unknown_component_is_a_usage_error(shared_cluster: EtcdCluster, pki: Et
 
     with pytest.raises(UsageError):
         run(shared_cluster, pki, components=("etcd", "kubelet"))
-
-
-# --- wait helper ----------------------------------------------------------------------
-
-
-def test_wait_until_reports_progress_and_the_last_error() -> None:
-    seen: list[str] = []
-    calls = iter([(False, "connection refused"), (False, "connection refused"), (True, "ready")])
-    wait_until("thing", lambda: next(calls), timeout=30, interval=0.01, on_progress=seen.append)
-    assert seen[0].startswith("waiting for thing")
-    assert seen.count("still waiting for thing: connection refused") == 1
-    assert seen[-1] == "thing: ready"
-
-    with pytest.raises(WaitTimeout) as err:
-        wait_until("never", lambda: (False, "still broken"), timeout=0.05, interval=0.01)
-    assert "never" in str(err.value) and "still broken" in str(err.value)
 
 
 # --- the HTTPS helper, against etcd's real TLS listener -------------------------------

@@ -11,7 +11,6 @@ note saying what is left on it.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -34,6 +33,7 @@ from bootstrap.etcd.membership import (
     save_record,
 )
 from bootstrap.etcd.view import ClusterView
+from bootstrap.health.poll import poll, retry
 from bootstrap.inventory.model import (
     COMPONENTS,
     ETCD_DATA_DIR,
@@ -43,7 +43,7 @@ from bootstrap.inventory.model import (
     Master,
 )
 from bootstrap.manifests.components import ENCRYPTION_CONFIG_DIR
-from bootstrap.node.podstate import read_pod_states
+from bootstrap.node.podstate import PodState, read_pod_states
 from bootstrap.run.etcdview import etcd_client, probe_cluster
 from bootstrap.run.session import Session
 
@@ -184,21 +184,27 @@ def remove_member(
     # Like kubeadm's etcd calls (timeouts.etcdAPICall), retry for a while: right after a
     # partition heals, raft can need seconds before it commits a membership change. A
     # retry that finds the member gone means the previous attempt did commit.
-    deadline = time.monotonic() + session.inventory.timeouts.etcd_quorum
-    while True:
-        try:
-            with etcd_client(session, source, timeout=10.0) as client:
-                client.remove(member.id)
-            break
-        except MemberNotFound:
-            return Removal("absent", "not an etcd member (removed meanwhile)")
-        except EtcdError as exc:
-            if time.monotonic() >= deadline:
-                raise
-            session.console.event(
-                "etcd", f"member remove not committed yet, retrying: {exc.message.splitlines()[0]}"
-            )
-            time.sleep(1.0)
+    def remove() -> None:
+        with etcd_client(session, source, timeout=10.0) as client:
+            client.remove(member.id)
+
+    def refused(exc: EtcdError) -> None:
+        session.console.event(
+            "etcd", f"member remove not committed yet, retrying: {exc.message.splitlines()[0]}"
+        )
+
+    try:
+        retry(
+            f"removing member {_label(member)}",
+            remove,
+            lambda exc: not isinstance(exc, MemberNotFound),
+            EtcdError,
+            session.inventory.timeouts.etcd_quorum,
+            1.0,
+            progress=refused,
+        )
+    except MemberNotFound:
+        return Removal("absent", "not an etcd member (removed meanwhile)")
     return Removal(
         "removed", f"removed etcd member {_label(member)} through {source}; {verdict.summary}"
     )
@@ -212,26 +218,34 @@ def stop_pods(session: Session, name: str) -> None:
         "reset", "deleted the static pod manifests; waiting for the pods to stop", name
     )
     timeout = session.inventory.timeouts.component_ready
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def gone() -> tuple[bool, dict[str, PodState] | None]:
+        """(done, the pods still present; None: the node cannot say)"""
         states = read_pod_states(host)
         if any(s.source == "none" for s in states.values()):
-            session.console.event(
-                "reset", "no kubelet status source: cannot watch the pods stop", name
-            )
-            return
+            return True, None
         left = {c: s for c, s in states.items() if s.phase not in ("Absent", "Exited")}
-        if not left:
-            session.console.event("reset", "pods gone", name)
-            return
-        if time.monotonic() >= deadline:
-            shown = ", ".join(f"{c} {s.describe()}" for c, s in sorted(left.items()))
-            raise WaitTimeout(
-                f"{name}: pods still present {timeout:.0f}s after their manifests were "
-                f"deleted: {shown}",
-                hint="is the kubelet running on that host? Re-run once it has stopped them",
-            )
-        time.sleep(session.inventory.timeouts.poll_interval)
+        return not left, left
+
+    def timed_out(left: dict[str, PodState] | None) -> WaitTimeout:
+        shown = ", ".join(f"{c} {s.describe()}" for c, s in sorted((left or {}).items()))
+        return WaitTimeout(
+            f"{name}: pods still present {timeout:.0f}s after their manifests were "
+            f"deleted: {shown}",
+            hint="is the kubelet running on that host? Re-run once it has stopped them",
+        )
+
+    left = poll(
+        f"the pods on {name} to stop",
+        gone,
+        timeout,
+        session.inventory.timeouts.poll_interval,
+        timeout_error=timed_out,
+    )
+    if left is None:
+        session.console.event("reset", "no kubelet status source: cannot watch the pods stop", name)
+    else:
+        session.console.event("reset", "pods gone", name)
 
 
 def wipe(session: Session, name: str) -> None:

@@ -10,15 +10,16 @@ honest failure instead of a four-minute wait.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from bootstrap.errors import BootstrapError, WaitTimeout
+from bootstrap.errors import APIRequestFailed, BootstrapError, PodCannotStart, WaitTimeout
+from bootstrap.health.poll import every, poll
 from bootstrap.inventory.model import (
     API_PORT,
     CONTROLLER_MANAGER_PORT,
@@ -109,56 +110,67 @@ def wait_for(
     endpoint that still answers from an instance the node is stopping (a manifest removed
     and re-written within one kubelet scan) would end the wait and then fail verify.
     """
-    interval = session.inventory.timeouts.poll_interval
-    started = time.monotonic()
-    deadline = started + timeout
-    last_text = ""
-    last_states = 0.0
-    failing: list[str] = []
+    pace = session.inventory.timeouts.poll_interval
+    read_pods_now = every(POD_STATE_EVERY)
+    said = ""  # the last progress text shown
     first = True
-    while True:
+
+    def attempt() -> tuple[bool, tuple[str, tuple[str, ...]]]:
         ok, text, failing = probe()
         if ok and require_running:
             ok, text, failing = _confirm_running(session, component, required, text)
-        if ok:
-            session.console.event(phase, f"{what}: {text}")
-            return
+        return ok, (text, tuple(failing))
+
+    def progress(state: tuple[str, tuple[str, ...]]) -> None:
+        nonlocal said, first
+        text = state[0]
         if first:  # said only when there is something to wait for
             session.console.event(phase, f"waiting for {what} (timeout {timeout:.0f}s)")
             first = False
-        if text != last_text:
+        if text != said:
             session.console.event(phase, f"waiting for {what}: {text}")
-            last_text = text
-        now = time.monotonic()
-        if now - last_states >= POD_STATE_EVERY:
-            last_states = now
-            dead = {
-                name: state
-                for name, states in _pod_states(session).items()
-                if (required is None or name in required)
-                and (state := states[component]).phase in FATAL_PHASES
-            }
-            if dead:
-                detail = "; ".join(f"{n}: {s.describe()}" for n, s in sorted(dead.items()))
-                raise WaitTimeout(
-                    f"{component} cannot start: {detail}",
-                    hint="the node reports the pod will not run; fix the cause, then re-run init"
-                    + (
-                        " (or limit checks with --components etcd on a lab without kube binaries)"
-                        if any(s.phase == "ImageUnavailable" for s in dead.values())
-                        else ""
-                    ),
-                )
-        if now >= deadline:
-            tails = _log_tails(session, component, failing or [m.name for m in session.masters])
-            raise WaitTimeout(
-                f"timed out after {timeout:.0f}s waiting for {what}; last state: {text}\n{tails}",
-                hint="raise the timeout in the inventory (timeouts:) if the hosts are slow",
-            )
+            said = text
+        if read_pods_now():
+            _fail_if_cannot_start(session, component, required)
+
+    def timed_out(state: tuple[str, tuple[str, ...]]) -> WaitTimeout:
+        text, failing = state
+        tails = _log_tails(session, component, list(failing) or [m.name for m in session.masters])
+        return WaitTimeout(
+            f"timed out after {timeout:.0f}s waiting for {what}; last state: {text}\n{tails}",
+            hint="raise the timeout in the inventory (timeouts:) if the hosts are slow",
+        )
+
+    def interval(waited: float) -> float:
         # Most answers arrive within the first two seconds: poll faster there, then at the
         # configured interval.
-        early = time.monotonic() - started < FAST_POLL_WINDOW
-        time.sleep(min(interval, FAST_POLL_INTERVAL) if early else interval)
+        return min(pace, FAST_POLL_INTERVAL) if waited < FAST_POLL_WINDOW else pace
+
+    text, _ = poll(what, attempt, timeout, interval, progress=progress, timeout_error=timed_out)
+    session.console.event(phase, f"{what}: {text}")
+
+
+def _fail_if_cannot_start(session: Session, component: str, required: Sequence[str] | None) -> None:
+    """PodCannotStart when the node reports a required master's pod in a phase that
+    waiting does not leave (its image is missing, the node gave up on it)."""
+    dead = {
+        name: state
+        for name, states in _pod_states(session).items()
+        if (required is None or name in required)
+        and (state := states[component]).phase in FATAL_PHASES
+    }
+    if not dead:
+        return
+    detail = "; ".join(f"{n}: {s.describe()}" for n, s in sorted(dead.items()))
+    raise PodCannotStart(
+        f"{component} cannot start: {detail}",
+        hint="the node reports the pod will not run; fix the cause, then re-run init"
+        + (
+            " (or limit checks with --components etcd on a lab without kube binaries)"
+            if any(s.phase == "ImageUnavailable" for s in dead.values())
+            else ""
+        ),
+    )
 
 
 def _confirm_running(
@@ -195,11 +207,13 @@ def wait_briefly_until_started(session: Session, name: str, component: str) -> N
     """
     from bootstrap.node.podstate import read_pod_states
 
-    deadline = time.monotonic() + AHEAD_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if read_pod_states(session.host(name))[component].running:
-            return
-        time.sleep(0.02)
+    def started() -> tuple[bool, str]:
+        state = read_pod_states(session.host(name))[component]
+        return state.running, state.describe()
+
+    # Not having seen it start is no error: the rollout goes on without the head start.
+    with contextlib.suppress(WaitTimeout):
+        poll(f"{component} on {name} to start", started, AHEAD_WAIT_SECONDS, 0.02)
 
 
 def component_timeout(session: Session, component: str) -> float:
@@ -429,7 +443,7 @@ def ensure_cluster_admins_binding(session: Session) -> None:
             server_name="127.0.0.1",
         )
         if result.status not in (200, 201, 409):  # 409: it already exists
-            raise WaitTimeout(
+            raise APIRequestFailed(
                 f"creating ClusterRoleBinding {binding.name}: {result.summary()}",
                 hint="check the apiserver log on " + first,
             )

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from bootstrap.errors import InputError, OperationError, WaitTimeout
+from bootstrap.health.poll import poll
 from bootstrap.inventory.model import COMPONENTS, MANIFESTS_DIR, PKI_DIR, Master
 from bootstrap.model import FileSpec, RemoteHost
 from bootstrap.pki.store import ensure_dir, read_optional, write_atomic
@@ -284,21 +285,27 @@ def _publish_change(session: Session, node: str, component: str, pod: Mapping[st
 def _wait_fetched(session: Session, phase: str, wanted: Mapping[str, str]) -> None:
     """Until every node fetched the document with the given digest."""
     timeout = session.inventory.timeouts.component_ready
-    deadline = time.monotonic() + timeout
-    interval = session.inventory.timeouts.poll_interval
     nodes = ", ".join(sorted(wanted))
     session.console.event(phase, f"waiting for {nodes} to fetch the new document")
-    while True:
+
+    def fetched() -> tuple[bool, list[str]]:
         late = [n for n, d in wanted.items() if read_fetched(session.state_dir, n) != d]
-        if not late:
-            return
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"{', '.join(late)} did not fetch its manifest document within {timeout:g}s",
-                hint="is `bootstrap serve` running on this state dir, and is each kubelet's "
-                "staticPodURL pointed at it? (docs/http-source.md)",
-            )
-        time.sleep(interval)
+        return not late, late
+
+    def timed_out(late: list[str]) -> WaitTimeout:
+        return WaitTimeout(
+            f"{', '.join(late)} did not fetch its manifest document within {timeout:g}s",
+            hint="is `bootstrap serve` running on this state dir, and is each kubelet's "
+            "staticPodURL pointed at it? (docs/http-source.md)",
+        )
+
+    poll(
+        f"{nodes} to fetch the new document",
+        fetched,
+        timeout,
+        session.inventory.timeouts.poll_interval,
+        timeout_error=timed_out,
+    )
 
 
 def deliver(

@@ -24,6 +24,7 @@ from bootstrap.errors import (
     BootstrapError,
     EtcdError,
     OperationError,
+    PodCannotStart,
     UsageError,
     WaitTimeout,
     plural,
@@ -42,6 +43,7 @@ from bootstrap.etcd.membership import (
 )
 from bootstrap.etcd.view import ClusterView, require_members
 from bootstrap.health import waits
+from bootstrap.health.poll import on_change, poll, retry
 from bootstrap.inventory.model import ETCD_DATA_DIR, Inventory, Master
 from bootstrap.manifests.components import EtcdCluster
 from bootstrap.run.etcdview import etcd_client, probe_cluster
@@ -191,24 +193,32 @@ def _add_learner(session: Session, joiner: Master, source: str) -> tuple[Member,
     "unhealthy cluster" for a few seconds.
     """
     timeout = session.inventory.timeouts.etcd_quorum
-    deadline = time.monotonic() + timeout
     said = False
-    while True:
-        try:
-            with etcd_client(session, source, timeout=5.0) as client:
-                return client.add_learner(joiner.peer_url)
-        except EtcdError as exc:
-            if UNHEALTHY not in exc.message.lower() or time.monotonic() >= deadline:
-                raise
-            if not said:
-                session.console.event(
-                    PHASE,
-                    "etcd refuses new members until every member has been connected for 5 s "
-                    f"(strict reconfig check): retrying for up to {timeout:.0f}s",
-                    joiner.name,
-                )
-                said = True
-        time.sleep(PROMOTE_EVERY)
+
+    def add() -> tuple[Member, list[Member]]:
+        with etcd_client(session, source, timeout=5.0) as client:
+            return client.add_learner(joiner.peer_url)
+
+    def refused(_exc: EtcdError) -> None:
+        nonlocal said
+        if not said:
+            session.console.event(
+                PHASE,
+                "etcd refuses new members until every member has been connected for 5 s "
+                f"(strict reconfig check): retrying for up to {timeout:.0f}s",
+                joiner.name,
+            )
+            said = True
+
+    return retry(
+        f"adding {joiner.name} as a learner",
+        add,
+        lambda exc: UNHEALTHY in exc.message.lower(),
+        EtcdError,
+        timeout,
+        PROMOTE_EVERY,
+        progress=refused,
+    )
 
 
 def _set_rendering(session: Session, joiner: Master, members: Sequence[Member]) -> EtcdCluster:
@@ -237,15 +247,14 @@ def _wait_started(session: Session, joiner: Master, source: str, member_id: int)
     from bootstrap.node.podstate import read_pod_states
 
     timeout = session.inventory.timeouts.etcd_quorum
-    interval = session.inventory.timeouts.poll_interval
-    deadline = time.monotonic() + timeout
-    last = ""
     session.console.event(
         PHASE,
         f"waiting for its etcd (learner {member_id:x}) to start (timeout {timeout:.0f}s)",
         joiner.name,
     )
-    while True:
+
+    def started() -> tuple[bool, tuple[str, str]]:
+        """(started and answering, (progress text, the local etcd's error))"""
         with etcd_client(session, source) as client:
             member = next((m for m in client.members() if m.id == member_id), None)
         if member is None:
@@ -260,29 +269,38 @@ def _wait_started(session: Session, joiner: Master, source: str, member_id: int)
         except BootstrapError as exc:
             error = exc.message.splitlines()[0]
         if member.started and not error:
-            return
+            return True, ("", "")
         detail = "not answering yet" if error else "answers"
         pod = read_pod_states(session.host(joiner.name))["etcd"]
         if pod.phase in waits.FATAL_PHASES:
-            raise WaitTimeout(
+            raise PodCannotStart(
                 f"{joiner.name}: etcd cannot start: {pod.describe()}",
                 hint="fix the cause and re-run: the join resumes (the learner stays added)",
             )
         text = f"etcd pod {pod.describe()}, member {'started' if member.started else 'not started'}"
-        text += f", local etcd: {detail}"
-        if text != last:
-            session.console.event(PHASE, f"waiting: {text}", joiner.name)
-            last = text
-        if time.monotonic() >= deadline:
-            from bootstrap.node.podstate import pod_log_tail
+        return False, (f"{text}, local etcd: {detail}", error)
 
-            raise WaitTimeout(
-                f"{joiner.name}: its etcd did not start within {timeout:.0f}s ({text}; {error})\n"
-                + pod_log_tail(session.host(joiner.name), "etcd"),
-                hint="check peer connectivity on port 2380 between the masters; re-running "
-                "resumes the join (raise timeouts.etcdQuorum if the hosts are slow)",
-            )
-        time.sleep(interval)
+    say = on_change(lambda text: session.console.event(PHASE, f"waiting: {text}", joiner.name))
+
+    def timed_out(state: tuple[str, str]) -> WaitTimeout:
+        from bootstrap.node.podstate import pod_log_tail
+
+        text, error = state
+        return WaitTimeout(
+            f"{joiner.name}: its etcd did not start within {timeout:.0f}s ({text}; {error})\n"
+            + pod_log_tail(session.host(joiner.name), "etcd"),
+            hint="check peer connectivity on port 2380 between the masters; re-running "
+            "resumes the join (raise timeouts.etcdQuorum if the hosts are slow)",
+        )
+
+    poll(
+        f"{joiner.name}'s etcd to start",
+        started,
+        timeout,
+        session.inventory.timeouts.poll_interval,
+        progress=lambda state: say(state[0]),
+        timeout_error=timed_out,
+    )
 
 
 def _learner_progress(session: Session, joiner: Master, source: str) -> str:
@@ -298,35 +316,43 @@ def _learner_progress(session: Session, joiner: Master, source: str) -> str:
 
 def _promote(session: Session, joiner: Master, source: str, member_id: int) -> float:
     timeout = session.inventory.timeouts.etcd_promote
-    started = time.monotonic()
-    deadline = started + timeout
+    began = time.monotonic()  # how long the promote took, for the summary line
     session.console.event(
         PHASE,
         f"promoting learner {member_id:x} once it has caught up (timeout {timeout:.0f}s, "
         "timeouts.etcdPromote)",
         joiner.name,
     )
-    last = ""
-    while True:
+
+    def promoted() -> tuple[bool, str]:
         try:
             with etcd_client(session, source, timeout=5.0) as client:
                 client.promote(member_id)
-            return time.monotonic() - started
         except LearnerNotReady:
-            text = _learner_progress(session, joiner, source)
-        if text != last:
-            session.console.event(
+            return False, _learner_progress(session, joiner, source)
+        return True, ""
+
+    def timed_out(text: str) -> WaitTimeout:
+        return WaitTimeout(
+            f"{joiner.name}: learner {member_id:x} not in sync after {timeout:.0f}s ({text})",
+            hint="it stays a learner (no quorum change); re-run to resume, raise "
+            "timeouts.etcdPromote for a large database, or remove it with "
+            f"`bootstrap remove-master {joiner.name}`",
+        )
+
+    poll(
+        f"learner {member_id:x} to catch up",
+        promoted,
+        timeout,
+        PROMOTE_EVERY,
+        progress=on_change(
+            lambda text: session.console.event(
                 PHASE, f"waiting for the learner to catch up: {text}", joiner.name
             )
-            last = text
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"{joiner.name}: learner {member_id:x} not in sync after {timeout:.0f}s ({text})",
-                hint="it stays a learner (no quorum change); re-run to resume, raise "
-                "timeouts.etcdPromote for a large database, or remove it with "
-                f"`bootstrap remove-master {joiner.name}`",
-            )
-        time.sleep(PROMOTE_EVERY)
+        ),
+        timeout_error=timed_out,
+    )
+    return time.monotonic() - began
 
 
 def _control_plane(session: Session, joiner: Master) -> None:
