@@ -22,7 +22,6 @@ from bootstrap.health.verify import (
     PodState,
     VerifyCredentials,
     VerifyReport,
-    exit_code,
     verify_masters,
 )
 from tests.etcd_support import EtcdCluster, EtcdPKI, closed_port, cluster_context, make_pki
@@ -125,7 +124,7 @@ def test_healthy_cluster_passes_all_etcd_checks(shared_cluster: EtcdCluster, pki
         for check in ETCD_CHECKS:
             status, detail = result(report, m, check)
             assert status == "ok", (m, check, detail)
-    assert report.ok() and exit_code(report) == 0
+    assert report.ok() and report.exit_code() == 0
     assert "3/3 voting members reachable: quorum held" in report.summary[0]
     table = report.table()
     assert "all checks passed" in table
@@ -164,7 +163,7 @@ def test_stale_and_missing_members_are_named_with_the_command(
     hint = next(r.hint for r in report.results if r.master == "m1" and r.check == "etcd-members")
     assert hint is not None
     assert "bootstrap remove-master m3" in hint and "member remove" in hint
-    assert exit_code(report) == 1
+    assert report.exit_code() == 1
 
 
 # --- members down ---------------------------------------------------------------------
@@ -187,7 +186,7 @@ def test_one_member_down_fails_that_master_and_reports_quorum_held(
     status, detail = result(report, "m2", "etcd-leader")
     assert status == "fail" and "quorum held" in detail
     assert "refused" in result(report, "m2", "etcd-members")[1]
-    assert not report.ok() and exit_code(report) == 1
+    assert not report.ok() and report.exit_code() == 1
     table = report.table()
     assert "m2 etcd-health" in table and "hint:" in table
     print(table)
@@ -210,7 +209,7 @@ def test_two_members_down_reports_quorum_lost(cluster: EtcdCluster, pki: EtcdPKI
     assert "QUORUM LOST" in result(report, "m3", "etcd-leader")[1]
     # Alarms go through raft: without quorum they cannot be listed, and that is a failure.
     assert result(report, "m3", "etcd-alarms")[0] == "fail"
-    assert exit_code(report) == 1
+    assert report.exit_code() == 1
 
 
 # --- kube components ------------------------------------------------------------------
@@ -241,7 +240,7 @@ def test_components_reported_not_running_are_never_ok(
             status, detail = result(report, m, check)
             assert status == "not running" and detail == "not running (ImageUnavailable)"
     assert not any(r.ok for r in report.results if r.status == "not running")
-    assert not report.ok() and exit_code(report) == 1
+    assert not report.ok() and report.exit_code() == 1
     assert "not running" in report.table()
     assert "limited" not in report.table()
 

@@ -330,7 +330,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             session.console.out(json.dumps(report.to_json(), indent=2, sort_keys=True))
         else:
             session.console.out(report.table())
-        return 0 if report.ok() else 1
+        return report.exit_code()
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -21,11 +21,11 @@ never "ok"; components left out with `--components` are "skipped" and the report
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from bootstrap.errors import BootstrapError, UsageError, plural
 from bootstrap.etcd.client import (
@@ -48,20 +48,6 @@ from bootstrap.inventory.model import (
 from bootstrap.transport import httpcheck
 
 CheckStatus = Literal["ok", "fail", "not running", "skipped"]
-
-CHECKS: dict[str, tuple[str, ...]] = {
-    "etcd": (
-        "etcd-members",
-        "etcd-voters",
-        "etcd-leader",
-        "etcd-alarms",
-        "etcd-raft",
-        "etcd-health",
-    ),
-    "kube-apiserver": ("apiserver-livez-etcd", "apiserver-readyz"),
-    "kube-controller-manager": ("controller-manager-healthz",),
-    "kube-scheduler": ("scheduler-livez",),
-}
 
 # etcd-raft thresholds.
 # Commit-index lag between this member and the most advanced reachable one. The
@@ -166,6 +152,7 @@ class VerifyReport:
         return not self.failures and any(r.status == "ok" for r in self.results)
 
     def exit_code(self) -> int:
+        """What `bootstrap verify` exits with (the CLI returns exactly this)."""
         return 0 if self.ok() else 1
 
     def table(self) -> str:
@@ -214,15 +201,11 @@ class VerifyReport:
         return line
 
 
-def exit_code(report: VerifyReport) -> int:
-    return report.exit_code()
-
-
 def _cell(status: CheckStatus) -> str:
     return "FAIL" if status == "fail" else status
 
 
-# --- gathering (network) --------------------------------------------------------------
+# --- what the probes bring back -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -249,70 +232,153 @@ def _failure(exc: BootstrapError) -> _Failure:
     return _Failure(detail=str(exc), hint=exc.hint)
 
 
-def _gather_etcd(
-    ep: MasterEndpoints, creds: VerifyCredentials, expected: Expected, timeout: float
-) -> _EtcdView:
-    path = health_path(expected.etcd_version)
-    health = probe_health(
-        ep.etcd_metrics[0], ep.etcd_metrics[1], path, timeout, ep.label(ETCD_METRICS_PORT)
-    )
-    try:
-        client = EtcdClient(
-            ep.etcd_client[0],
-            ep.etcd_client[1],
-            creds.etcd,
-            timeout=timeout,
-            server_name=ep.etcd_server_name,
-            label=ep.label(ETCD_CLIENT_PORT),
+# --- connections (network) ------------------------------------------------------------
+
+# controller-manager and scheduler serve self-signed certs generated at startup (no
+# --tls-cert-file in kubeadm's manifests): they cannot be verified against the cluster
+# CA. Like the kubelet's HTTPS probes and kubeadm's control-plane checks we skip
+# verification for these two health endpoints only; nothing secret is sent.
+_UNVERIFIED = httpcheck.ClientTLS(ca=None, verify=False)
+
+
+class _MasterClient:
+    """Every connection verify makes to one master is opened here and nowhere else: the
+    etcd client, the plain-HTTP probe of etcd's metrics port, the HTTPS GETs. One object
+    per master (see _gather), so keeping connections open across a master's checks is a
+    change to this class alone."""
+
+    def __init__(self, ep: MasterEndpoints, creds: VerifyCredentials, timeout: float) -> None:
+        self.ep = ep
+        self._etcd_tls = creds.etcd
+        self._admin_tls = httpcheck.ClientTLS(
+            ca=creds.ca, cert=creds.admin_cert, key=creds.admin_key
         )
-    except BootstrapError as exc:
-        f = _failure(exc)
-        return _EtcdView(f, f, f, health)
-    with client:
-        try:
-            status: Status | _Failure = client.status()
-        except BootstrapError as exc:
-            # Status is answered locally; when it fails the member is unreachable, so the
-            # other calls would only wait out the same timeout again.
-            f = _failure(exc)
-            return _EtcdView(f, f, f, health)
-        members: list[Member] | _Failure
-        alarms: list[Alarm] | _Failure
-        try:
-            members = client.members()
-        except BootstrapError as exc:
-            members = _failure(exc)
-        try:
-            alarms = client.alarms()  # goes through raft: fails without quorum
-        except BootstrapError as exc:
-            alarms = _failure(exc)
-    return _EtcdView(status, members, alarms, health)
+        self._timeout = timeout
 
+    def etcd(self) -> EtcdClient:
+        host, port = self.ep.etcd_client
+        return EtcdClient(
+            host,
+            port,
+            self._etcd_tls,
+            timeout=self._timeout,
+            server_name=self.ep.etcd_server_name,
+            label=self.ep.label(ETCD_CLIENT_PORT),
+        )
 
-def _http(
-    endpoint: tuple[str, int],
-    path: str,
-    tls: httpcheck.ClientTLS,
-    timeout: float,
-    server_name: str | None = None,
-    label: str | None = None,
-) -> _HTTPOutcome:
-    try:
-        result = httpcheck.get(
+    def etcd_health(self, path: str) -> tuple[bool, str]:
+        host, port = self.ep.etcd_metrics
+        return probe_health(host, port, path, self._timeout, self.ep.label(ETCD_METRICS_PORT))
+
+    def get(
+        self,
+        endpoint: tuple[str, int],
+        port: int,
+        path: str,
+        *,
+        verified: bool,
+        server_name: str | None,
+    ) -> httpcheck.HTTPResult:
+        """GET over TLS: verified against the cluster CA with the admin client cert, or
+        (self-signed components) not verified and without a client cert."""
+        return httpcheck.get(
             endpoint[0],
             endpoint[1],
             path,
-            tls=tls,
-            timeout=timeout,
+            tls=self._admin_tls if verified else _UNVERIFIED,
+            timeout=self._timeout,
             server_name=server_name,
-            label=label,
+            label=self.ep.label(port),
         )
-    except httpcheck.HTTPCheckError as exc:
-        return _HTTPOutcome(path, _failure(exc))
-    return _HTTPOutcome(path, result)
 
 
-# --- evaluation (pure) ----------------------------------------------------------------
+# --- probes: how a check runs ---------------------------------------------------------
+
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class _Probe(Protocol[_T_co]):
+    """One network call per master; checks naming the same probe share its outcome."""
+
+    def target(self, ep: MasterEndpoints) -> tuple[str, int] | None:
+        """Where the probe goes; None: the orchestrator gave no endpoint."""
+        ...
+
+    def run(self, client: _MasterClient, expected: Expected) -> _T_co: ...
+
+
+@dataclass(frozen=True)
+class _EtcdProbe:
+    """etcd's checks share one gathering per master: status, members and alarms through
+    the client port (the apiserver's exact credentials and path), plus the member's
+    health endpoint on the metrics port."""
+
+    def target(self, ep: MasterEndpoints) -> tuple[str, int] | None:
+        return ep.etcd_client
+
+    def run(self, client: _MasterClient, expected: Expected) -> _EtcdView:
+        health = client.etcd_health(health_path(expected.etcd_version))
+        try:
+            etcd = client.etcd()
+        except BootstrapError as exc:
+            f = _failure(exc)
+            return _EtcdView(f, f, f, health)
+        with etcd:
+            try:
+                status: Status | _Failure = etcd.status()
+            except BootstrapError as exc:
+                # Status is answered locally; when it fails the member is unreachable, so
+                # the other calls would only wait out the same timeout again.
+                f = _failure(exc)
+                return _EtcdView(f, f, f, health)
+            members: list[Member] | _Failure
+            alarms: list[Alarm] | _Failure
+            try:
+                members = etcd.members()
+            except BootstrapError as exc:
+                members = _failure(exc)
+            try:
+                alarms = etcd.alarms()  # goes through raft: fails without quorum
+            except BootstrapError as exc:
+                alarms = _failure(exc)
+        return _EtcdView(status, members, alarms, health)
+
+
+def _no_server_name(ep: MasterEndpoints) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class _HTTPProbe:
+    """One HTTPS GET of a component's health path."""
+
+    port: int  # the component's port on the master (messages name it, not the tunnel's)
+    endpoint: Callable[[MasterEndpoints], tuple[str, int] | None]
+    path: Callable[[Expected], str]
+    verified: bool  # the serving cert chains to the cluster CA (see _UNVERIFIED)
+    server_name: Callable[[MasterEndpoints], str | None] = _no_server_name
+
+    def target(self, ep: MasterEndpoints) -> tuple[str, int] | None:
+        return self.endpoint(ep)
+
+    def run(self, client: _MasterClient, expected: Expected) -> _HTTPOutcome:
+        endpoint = self.endpoint(client.ep)
+        assert endpoint is not None  # only probes with a target run
+        path = self.path(expected)
+        try:
+            result = client.get(
+                endpoint,
+                self.port,
+                path,
+                verified=self.verified,
+                server_name=self.server_name(client.ep),
+            )
+        except httpcheck.HTTPCheckError as exc:
+            return _HTTPOutcome(path, _failure(exc))
+        return _HTTPOutcome(path, result)
+
+
+# --- judging (pure) -------------------------------------------------------------------
 
 
 def _result(master: str, check: str, ok: bool, detail: str, hint: str | None = None) -> CheckResult:
@@ -364,7 +430,51 @@ def _quorum(views: Mapping[str, _EtcdView], expected: Expected) -> _Quorum:
     return _Quorum(f"{head}: members disagree on the leader ({shown})", None, names)
 
 
-def _members_check(master: str, members: list[Member], expected: Expected) -> CheckResult:
+@dataclass(frozen=True)
+class _Context:
+    """What a judge sees besides its own probe's outcome."""
+
+    master: str
+    check: str
+    expected: Expected
+    views: Mapping[str, _EtcdView]  # every master's etcd view (raft lag compares them)
+    quorum_or_none: _Quorum | None
+
+    @property
+    def quorum(self) -> _Quorum:
+        assert self.quorum_or_none is not None  # etcd views exist whenever etcd is judged
+        return self.quorum_or_none
+
+    def result(self, ok: bool, detail: str, hint: str | None = None) -> CheckResult:
+        return _result(self.master, self.check, ok, detail, hint)
+
+
+_EtcdJudge = Callable[[_EtcdView, _Context], CheckResult]
+
+
+def _needs_status(judge: Callable[[_EtcdView, Status, _Context], CheckResult]) -> _EtcdJudge:
+    """Every etcd check but etcd-health reads the member: unreachable, they all say so."""
+
+    def judged(view: _EtcdView, ctx: _Context) -> CheckResult:
+        if isinstance(view.status, _Failure):
+            detail = f"member unreachable: {view.status.detail}; {ctx.quorum.text}"
+            return ctx.result(False, detail, view.status.hint)
+        return judge(view, view.status, ctx)
+
+    return judged
+
+
+def _needs_members(judge: Callable[[list[Member], _Context], CheckResult]) -> _EtcdJudge:
+    def judged(view: _EtcdView, status: Status, ctx: _Context) -> CheckResult:
+        if isinstance(view.members, _Failure):
+            return ctx.result(False, view.members.detail, view.members.hint)
+        return judge(view.members, ctx)
+
+    return _needs_status(judged)
+
+
+def _judge_members(members: list[Member], ctx: _Context) -> CheckResult:
+    expected = ctx.expected
     problems: list[str] = []
     hints: list[str] = []
     by_name = {m.name: m for m in members if m.name}
@@ -400,118 +510,58 @@ def _members_check(master: str, members: list[Member], expected: Expected) -> Ch
         else:
             hints.append(f"remove it on a master: `{_ETCDCTL} member remove {m.hex_id}`")
     if problems:
-        return _result(master, "etcd-members", False, "; ".join(problems), "; ".join(hints))
+        return ctx.result(False, "; ".join(problems), "; ".join(hints))
     verb = "matches" if len(members) == 1 else "match"
-    matching = f"{plural(len(members), 'member')} {verb} the inventory"
-    return _result(master, "etcd-members", True, matching)
+    return ctx.result(True, f"{plural(len(members), 'member')} {verb} the inventory")
 
 
-def _etcd_results(
-    master: str,
-    view: _EtcdView,
-    quorum: _Quorum,
-    all_views: Mapping[str, _EtcdView],
-    expected: Expected,
-) -> list[CheckResult]:
-    out: list[CheckResult] = []
-    status = view.status
-    if isinstance(status, _Failure):
-        detail = f"member unreachable: {status.detail}; {quorum.text}"
-        for check in CHECKS["etcd"][:-1]:
-            out.append(_result(master, check, False, detail, status.hint))
-    else:
-        # members / voters
-        if isinstance(view.members, _Failure):
-            out.append(
-                _result(master, "etcd-members", False, view.members.detail, view.members.hint)
-            )
-            out.append(
-                _result(master, "etcd-voters", False, view.members.detail, view.members.hint)
-            )
-        else:
-            out.append(_members_check(master, view.members, expected))
-            learners = [m for m in view.members if m.is_learner]
-            if learners:
-                shown = ", ".join(f"{m.name or '(unstarted)'} {m.hex_id}" for m in learners)
-                out.append(
-                    _result(
-                        master,
-                        "etcd-voters",
-                        False,
-                        f"learner(s) not promoted: {shown}",
-                        "a learner is promoted once it caught up: resume the join with "
-                        "`bootstrap add-master NAME`, or remove it if the join was abandoned",
-                    )
-                )
-            else:
-                out.append(
-                    _result(
-                        master,
-                        "etcd-voters",
-                        True,
-                        f"every member is a voter ({plural(len(view.members), 'member')})",
-                    )
-                )
-        # leader
-        if quorum.leader_id is not None and status.leader_id == quorum.leader_id:
-            out.append(_result(master, "etcd-leader", True, quorum.text))
-        else:
-            seen = (
-                quorum.names.get(status.leader_id, f"{status.leader_id:x}")
-                if status.leader_id
-                else "none"
-            )
-            out.append(
-                _result(
-                    master,
-                    "etcd-leader",
-                    False,
-                    f"this member's leader: {seen}; {quorum.text}",
-                    "without exactly one leader the cluster cannot write: start the stopped "
-                    "members (see the etcd-health rows) until a majority runs",
-                )
-            )
-        # alarms
-        if isinstance(view.alarms, _Failure):
-            out.append(
-                _result(
-                    master,
-                    "etcd-alarms",
-                    False,
-                    f"cannot list alarms: {view.alarms.detail}",
-                    view.alarms.hint,
-                )
-            )
-        elif view.alarms:
-            shown = ", ".join(
-                f"{a.kind} on {quorum.names.get(a.member_id, hex(a.member_id))}"
-                for a in view.alarms
-            )
-            hint = (
-                "NOSPACE: compact and defragment, then `etcdctl alarm disarm`; "
-                "CORRUPT: restore the member from a snapshot"
-            )
-            out.append(_result(master, "etcd-alarms", False, f"active alarms: {shown}", hint))
-        else:
-            out.append(_result(master, "etcd-alarms", True, "no alarms"))
-        # raft
-        out.append(_raft_check(master, status, all_views))
-    ok, detail = view.health
-    out.append(
-        _result(
-            master,
-            "etcd-health",
-            ok,
-            detail,
-            "the member's probe endpoint on the metrics port (2381) is not healthy: "
-            "see the etcd log on this master (lab: runner log; node: crictl logs)",
-        )
+def _judge_voters(members: list[Member], ctx: _Context) -> CheckResult:
+    learners = [m for m in members if m.is_learner]
+    if not learners:
+        return ctx.result(True, f"every member is a voter ({plural(len(members), 'member')})")
+    shown = ", ".join(f"{m.name or '(unstarted)'} {m.hex_id}" for m in learners)
+    return ctx.result(
+        False,
+        f"learner(s) not promoted: {shown}",
+        "a learner is promoted once it caught up: resume the join with "
+        "`bootstrap add-master NAME`, or remove it if the join was abandoned",
     )
-    return out
 
 
-def _raft_check(master: str, status: Status, views: Mapping[str, _EtcdView]) -> CheckResult:
-    highest = max(v.status.raft_index for v in views.values() if isinstance(v.status, Status))
+def _judge_leader(view: _EtcdView, status: Status, ctx: _Context) -> CheckResult:
+    quorum = ctx.quorum
+    if quorum.leader_id is not None and status.leader_id == quorum.leader_id:
+        return ctx.result(True, quorum.text)
+    seen = (
+        quorum.names.get(status.leader_id, f"{status.leader_id:x}") if status.leader_id else "none"
+    )
+    return ctx.result(
+        False,
+        f"this member's leader: {seen}; {quorum.text}",
+        "without exactly one leader the cluster cannot write: start the stopped "
+        "members (see the etcd-health rows) until a majority runs",
+    )
+
+
+def _judge_alarms(view: _EtcdView, status: Status, ctx: _Context) -> CheckResult:
+    if isinstance(view.alarms, _Failure):
+        return ctx.result(False, f"cannot list alarms: {view.alarms.detail}", view.alarms.hint)
+    if not view.alarms:
+        return ctx.result(True, "no alarms")
+    names = ctx.quorum.names
+    shown = ", ".join(
+        f"{a.kind} on {names.get(a.member_id, hex(a.member_id))}" for a in view.alarms
+    )
+    return ctx.result(
+        False,
+        f"active alarms: {shown}",
+        "NOSPACE: compact and defragment, then `etcdctl alarm disarm`; "
+        "CORRUPT: restore the member from a snapshot",
+    )
+
+
+def _judge_raft(view: _EtcdView, status: Status, ctx: _Context) -> CheckResult:
+    highest = max(v.status.raft_index for v in ctx.views.values() if isinstance(v.status, Status))
     lag = highest - status.raft_index
     problems = []
     if lag > RAFT_INDEX_LAG_MAX:
@@ -528,32 +578,136 @@ def _raft_check(master: str, status: Status, views: Mapping[str, _EtcdView]) -> 
     if status.errors:
         problems.append("member reports errors: " + "; ".join(status.errors))
     if problems:
-        return _result(
-            master,
-            "etcd-raft",
+        return ctx.result(
             False,
             "; ".join(problems),
             "the member is catching up or overloaded: wait and re-run verify; if it "
             "stays behind, check its disk latency and log",
         )
-    return _result(master, "etcd-raft", True, f"raft index {status.raft_index} (lag {lag})")
+    return ctx.result(True, f"raft index {status.raft_index} (lag {lag})")
 
 
-def _http_result(
-    master: str, check: str, outcome: _HTTPOutcome, hint: str, note: str = ""
-) -> CheckResult:
+def _judge_health(view: _EtcdView, ctx: _Context) -> CheckResult:
+    ok, detail = view.health
+    return ctx.result(
+        ok,
+        detail,
+        "the member's probe endpoint on the metrics port (2381) is not healthy: "
+        "see the etcd log on this master (lab: runner log; node: crictl logs)",
+    )
+
+
+def _says_ok(result: httpcheck.HTTPResult) -> tuple[bool, str]:
+    return result.status == 200 and result.text.strip() == "ok", result.summary()
+
+
+def _http_judge(
+    hint: str,
+    *,
+    read: Callable[[httpcheck.HTTPResult], tuple[bool, str]] = _says_ok,
+    note: str = "",
+) -> Callable[[_HTTPOutcome, _Context], CheckResult]:
+    """Judge a GET: ``read`` says whether the answer is healthy and what it said."""
     suffix = f" ({note})" if note else ""
-    if isinstance(outcome.result, _Failure):
-        return _result(
-            master,
-            check,
-            False,
-            f"GET {outcome.path}: {outcome.result.detail}{suffix}",
-            outcome.result.hint or hint,
-        )
-    result = outcome.result
-    ok = result.status == 200 and result.text.strip() == "ok"
-    return _result(master, check, ok, f"GET {outcome.path}: {result.summary()}{suffix}", hint)
+
+    def judge(outcome: _HTTPOutcome, ctx: _Context) -> CheckResult:
+        if isinstance(outcome.result, _Failure):
+            detail = f"GET {outcome.path}: {outcome.result.detail}{suffix}"
+            return ctx.result(False, detail, outcome.result.hint or hint)
+        ok, said = read(outcome.result)
+        return ctx.result(ok, f"GET {outcome.path}: {said}{suffix}", hint)
+
+    return judge
+
+
+def _etcd_in_livez(result: httpcheck.HTTPResult) -> tuple[bool, str]:
+    return httpcheck.verbose_check(result, "etcd")
+
+
+def _scheduler_path(expected: Expected) -> str:
+    return "/livez" if expected.kubernetes_minor >= (1, 32) else "/healthz"
+
+
+# --- the table of checks --------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Check(Generic[_T]):
+    name: str
+    component: str
+    probe: _Probe[_T]  # how it runs (shared by checks that name the same probe)
+    judge: Callable[[_T, _Context], CheckResult]  # how its outcome is judged
+
+
+_ETCD = _EtcdProbe()
+_SELF_SIGNED = "self-signed serving cert: not verified"
+
+# In COMPONENTS order: rows of the table and results come out in this order.
+_TABLE: tuple[_Check[Any], ...] = (
+    _Check("etcd-members", "etcd", _ETCD, _needs_members(_judge_members)),
+    _Check("etcd-voters", "etcd", _ETCD, _needs_members(_judge_voters)),
+    _Check("etcd-leader", "etcd", _ETCD, _needs_status(_judge_leader)),
+    _Check("etcd-alarms", "etcd", _ETCD, _needs_status(_judge_alarms)),
+    _Check("etcd-raft", "etcd", _ETCD, _needs_status(_judge_raft)),
+    _Check("etcd-health", "etcd", _ETCD, _judge_health),
+    _Check(
+        "apiserver-livez-etcd",
+        "kube-apiserver",
+        _HTTPProbe(
+            API_PORT,
+            lambda ep: ep.apiserver,
+            lambda _: httpcheck.APISERVER_LIVEZ_VERBOSE,
+            verified=True,
+            server_name=lambda ep: ep.apiserver_server_name,
+        ),
+        _http_judge(
+            "the apiserver cannot reach its local etcd member (127.0.0.1:2379): "
+            "check the etcd rows for this master and the apiserver's --etcd-* flags and certs",
+            read=_etcd_in_livez,
+        ),
+    ),
+    _Check(
+        "apiserver-readyz",
+        "kube-apiserver",
+        _HTTPProbe(
+            API_PORT,
+            lambda ep: ep.apiserver,
+            lambda _: "/readyz",
+            verified=True,
+            server_name=lambda ep: ep.apiserver_server_name,
+        ),
+        _http_judge(
+            "the apiserver is not ready: see its log; `GET /readyz?verbose` "
+            "lists the failing checks"
+        ),
+    ),
+    _Check(
+        "controller-manager-healthz",
+        "kube-controller-manager",
+        _HTTPProbe(
+            CONTROLLER_MANAGER_PORT,
+            lambda ep: ep.controller_manager,
+            lambda _: "/healthz",
+            verified=False,
+        ),
+        _http_judge("see the controller-manager log on this master", note=_SELF_SIGNED),
+    ),
+    _Check(
+        "scheduler-livez",
+        "kube-scheduler",
+        _HTTPProbe(SCHEDULER_PORT, lambda ep: ep.scheduler, _scheduler_path, verified=False),
+        _http_judge("see the scheduler log on this master", note=_SELF_SIGNED),
+    ),
+)
+assert tuple(dict.fromkeys(c.component for c in _TABLE)) == COMPONENTS
+
+# Check names per component, in table order.
+CHECKS: dict[str, tuple[str, ...]] = {
+    component: tuple(c.name for c in _TABLE if c.component == component)
+    for component in COMPONENTS
+}
 
 
 # --- the entry point ------------------------------------------------------------------
@@ -577,182 +731,74 @@ def verify_masters(
     checked = tuple(c for c in COMPONENTS if c in components)
     pods = pod_states or {}
 
-    def not_running(master: str, component: str) -> PodState | None:
+    def stopped(master: str, component: str) -> PodState | None:
         state = pods.get(master, {}).get(component)
         return state if state is not None and not state.running else None
 
-    etcd_targets = [
-        ep for ep in endpoints if "etcd" in checked and not_running(ep.name, "etcd") is None
-    ]
-    api_tls = httpcheck.ClientTLS(ca=creds.ca, cert=creds.admin_cert, key=creds.admin_key)
-    # controller-manager and scheduler serve self-signed certs generated at startup (no
-    # --tls-cert-file in kubeadm's manifests): they cannot be verified against the
-    # cluster CA. Like the kubelet's HTTPS probes and kubeadm's control-plane checks we
-    # skip verification for these two health endpoints only; nothing secret is sent.
-    unverified = httpcheck.ClientTLS(ca=None, verify=False)
-    scheduler_path = "/livez" if expected.kubernetes_minor >= (1, 32) else "/healthz"
+    def gathered(ep: MasterEndpoints, check: _Check[Any]) -> bool:
+        return (
+            check.component in checked
+            and stopped(ep.name, check.component) is None
+            and check.probe.target(ep) is not None
+        )
 
-    http_jobs: dict[
-        tuple[str, str], tuple[tuple[str, int], str, httpcheck.ClientTLS, str | None]
-    ] = {}
-    for ep in endpoints:
-        if (
-            "kube-apiserver" in checked
-            and ep.apiserver
-            and not not_running(ep.name, "kube-apiserver")
-        ):
-            http_jobs[(ep.name, "apiserver-livez-etcd")] = (
-                ep.apiserver,
-                httpcheck.APISERVER_LIVEZ_VERBOSE,
-                api_tls,
-                ep.apiserver_server_name,
-            )
-            http_jobs[(ep.name, "apiserver-readyz")] = (
-                ep.apiserver,
-                "/readyz",
-                api_tls,
-                ep.apiserver_server_name,
-            )
-        if (
-            "kube-controller-manager" in checked
-            and ep.controller_manager
-            and not not_running(ep.name, "kube-controller-manager")
-        ):
-            http_jobs[(ep.name, "controller-manager-healthz")] = (
-                ep.controller_manager,
-                "/healthz",
-                unverified,
-                None,
-            )
-        if (
-            "kube-scheduler" in checked
-            and ep.scheduler
-            and not not_running(ep.name, "kube-scheduler")
-        ):
-            http_jobs[(ep.name, "scheduler-livez")] = (
-                ep.scheduler,
-                scheduler_path,
-                unverified,
-                None,
-            )
-
-    workers = max(1, min(16, len(etcd_targets) + len(http_jobs)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
-        etcd_futures = {
-            ep.name: pool.submit(_gather_etcd, ep, creds, expected, timeout) for ep in etcd_targets
-        }
-        http_futures = {
-            key: pool.submit(
-                _http, job[0], job[1], job[2], timeout, job[3], _label(endpoints, key)
-            )
-            for key, job in http_jobs.items()
-        }
-        views = {name: f.result() for name, f in etcd_futures.items()}
-        outcomes = {key: f.result() for key, f in http_futures.items()}
-
-    summary: tuple[str, ...] = ()
-    quorum = None
-    if views:
-        quorum = _quorum(views, expected)
-        summary = (quorum.text,)
+    jobs = [(ep, check.probe) for ep in endpoints for check in _TABLE if gathered(ep, check)]
+    outcomes = _gather(jobs, expected, creds, timeout)
+    views = {name: o for (name, probe), o in outcomes.items() if probe is _ETCD}
+    quorum = _quorum(views, expected) if views else None
 
     results: list[CheckResult] = []
     for ep in endpoints:
-        for component in COMPONENTS:
-            names = CHECKS[component]
+        for check in _TABLE:
+            component = check.component
             if component not in checked:
-                results.extend(
-                    CheckResult(
-                        ep.name, c, False, "skipped", f"{component} not checked (--components)"
-                    )
-                    for c in names
-                )
-                continue
-            state = not_running(ep.name, component)
-            if state is not None:
-                reason = state.reason or "unknown reason"
-                results.extend(
+                detail = f"{component} not checked (--components)"
+                results.append(CheckResult(ep.name, check.name, False, "skipped", detail))
+            elif (state := stopped(ep.name, component)) is not None:
+                results.append(_not_running(ep.name, check.name, component, state))
+            elif (ep.name, check.probe) not in outcomes:
+                results.append(
                     CheckResult(
                         ep.name,
-                        c,
+                        check.name,
                         False,
-                        "not running",
-                        f"not running ({reason})",
-                        f"the {component} pod is not running on {ep.name}: see its log "
-                        "(lab: runner log; node: `crictl logs`)",
+                        "fail",
+                        f"no endpoint given for {component}",
+                        "the orchestrator did not open a tunnel for this component",
                     )
-                    for c in names
                 )
-                continue
-            if component == "etcd":
-                assert quorum is not None  # etcd views exist whenever etcd is checked here
-                results.extend(_etcd_results(ep.name, views[ep.name], quorum, views, expected))
-                continue
-            for check in names:
-                outcome = outcomes.get((ep.name, check))
-                if outcome is None:
-                    results.append(
-                        CheckResult(
-                            ep.name,
-                            check,
-                            False,
-                            "fail",
-                            f"no endpoint given for {component}",
-                            "the orchestrator did not open a tunnel for this component",
-                        )
-                    )
-                    continue
-                results.append(_component_result(ep.name, check, outcome))
+            else:
+                ctx = _Context(ep.name, check.name, expected, views, quorum)
+                results.append(check.judge(outcomes[(ep.name, check.probe)], ctx))
+    summary = (quorum.text,) if quorum is not None else ()
     return VerifyReport(results=tuple(results), components=checked, summary=summary)
 
 
-_CHECK_PORTS = {
-    "apiserver-livez-etcd": API_PORT,
-    "apiserver-readyz": API_PORT,
-    "controller-manager-healthz": CONTROLLER_MANAGER_PORT,
-    "scheduler-livez": SCHEDULER_PORT,
-}
+def _gather(
+    jobs: Sequence[tuple[MasterEndpoints, _Probe[Any]]],
+    expected: Expected,
+    creds: VerifyCredentials,
+    timeout: float,
+) -> dict[tuple[str, _Probe[Any]], Any]:
+    """Run each distinct (master, probe) once, one thread each; all network I/O is here."""
+    distinct = {(ep.name, probe): ep for ep, probe in jobs}
+    clients = {ep.name: _MasterClient(ep, creds, timeout) for ep in distinct.values()}
+    workers = max(1, min(16, len(distinct)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
+        futures = {
+            (name, probe): pool.submit(probe.run, clients[name], expected)
+            for name, probe in distinct
+        }
+        return {key: f.result() for key, f in futures.items()}
 
 
-def _label(endpoints: Sequence[MasterEndpoints], key: tuple[str, str]) -> str | None:
-    """How an HTTP check names its server: the master and its real address and port."""
-    master, check = key
-    for ep in endpoints:
-        if ep.name == master:
-            return ep.label(_CHECK_PORTS[check])
-    return None
-
-
-def _component_result(master: str, check: str, outcome: _HTTPOutcome) -> CheckResult:
-    if check == "apiserver-livez-etcd":
-        hint = (
-            "the apiserver cannot reach its local etcd member (127.0.0.1:2379): "
-            "check the etcd rows for this master and the apiserver's --etcd-* flags and certs"
-        )
-        if isinstance(outcome.result, _Failure):
-            return _http_result(master, check, outcome, hint)
-        ok, said = httpcheck.verbose_check(outcome.result, "etcd")
-        return _result(master, check, ok, f"GET {outcome.path}: {said}", hint)
-    if check == "apiserver-readyz":
-        return _http_result(
-            master,
-            check,
-            outcome,
-            "the apiserver is not ready: see its log; `GET /readyz?verbose` "
-            "lists the failing checks",
-        )
-    if check == "controller-manager-healthz":
-        return _http_result(
-            master,
-            check,
-            outcome,
-            "see the controller-manager log on this master",
-            note="self-signed serving cert: not verified",
-        )
-    return _http_result(
+def _not_running(master: str, check: str, component: str, state: PodState) -> CheckResult:
+    return CheckResult(
         master,
         check,
-        outcome,
-        "see the scheduler log on this master",
-        note="self-signed serving cert: not verified",
+        False,
+        "not running",
+        f"not running ({state.reason or 'unknown reason'})",
+        f"the {component} pod is not running on {master}: see its log "
+        "(lab: runner log; node: `crictl logs`)",
     )
