@@ -8,7 +8,7 @@ whole preflight costs one round trip per host.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -64,23 +64,6 @@ for p in {KUBERNETES_DIR} {ETCD_DATA_DIR}; do
 done
 echo @@end
 """
-
-
-def check_names() -> tuple[str, ...]:
-    """Every check name ``evaluate`` reports (what --ignore-preflight-errors accepts)."""
-    return (
-        "SSHLogin",
-        "Sudo",
-        "HostnameUnique",
-        "MachineIDUnique",
-        "ClockSkew",
-        *(f"Port-{port}" for port in PORTS),
-        "DirAvailable--var-lib-etcd",
-        "StaticPodPath",
-        "Kubelet",
-        "DiskSpace",
-        "CACertDirs",
-    )
 
 
 @dataclass(frozen=True)
@@ -172,6 +155,150 @@ def parse_listening_ports(lines: Sequence[str]) -> set[int]:
     return ports
 
 
+# --- the checks: each one named, judging one host's facts ---------------------------
+
+Outcome = tuple[Severity, str]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What a check may compare one host's facts with: the other hosts, this cluster's CA
+    and the inventory's trust-store mounts."""
+
+    facts: Sequence[HostFacts]
+    ca_sha256: str
+    ca_cert_dirs: Collection[str] | None
+
+    def ours(self, f: HostFacts) -> bool:
+        """The host already holds this cluster (its CA): its ports and data are ours."""
+        return f.remote_ca_sha256 == self.ca_sha256
+
+    def twins(self, f: HostFacts, value: Callable[[HostFacts], str]) -> list[str]:
+        """The other hosts that report the same value (hostname, machine-id)."""
+        return [g.host for g in self.facts if value(g) == value(f) and g.host != f.host]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named preflight check (kubeadm's Checker): None when it does not apply."""
+
+    name: str
+    run: Callable[[HostFacts, Cluster], Outcome | None]
+
+
+def _ssh_login(f: HostFacts, cluster: Cluster) -> Outcome:
+    return "ok", f"logged in, round trip {f.round_trip * 1000:.0f} ms"
+
+
+def _sudo(f: HostFacts, cluster: Cluster) -> Outcome:
+    if f.uid == 0:
+        return "ok", "commands run as root"
+    return "error", (
+        f"remote commands run as uid {f.uid}, need root "
+        "(set ssh.sudo: true for a user with passwordless sudo)"
+    )
+
+
+def _hostname_unique(f: HostFacts, cluster: Cluster) -> Outcome:
+    twins = cluster.twins(f, lambda g: g.hostname)
+    return (
+        "error" if twins or not f.hostname else "ok",
+        f"hostname {f.hostname!r}" + (f" also on {', '.join(twins)}" if twins else ""),
+    )
+
+
+def _machine_id_unique(f: HostFacts, cluster: Cluster) -> Outcome:
+    twins = cluster.twins(f, lambda g: g.machine_id)
+    if not f.machine_id:
+        return "error", "machine-id missing"
+    if twins:
+        return "error", f"machine-id also on {', '.join(twins)}"
+    return "ok", "machine-id unique"
+
+
+def _clock_skew(f: HostFacts, cluster: Cluster) -> Outcome:
+    skew_ok = abs(f.clock_skew) <= MAX_CLOCK_SKEW_SECONDS + f.round_trip / 2
+    return (
+        "ok" if skew_ok else "error",
+        f"{f.clock_skew:+.2f} s against this machine (limit {MAX_CLOCK_SKEW_SECONDS:.0f} s; "
+        "certificates and etcd leases need synchronised clocks)",
+    )
+
+
+def _port_free(port: int, what: str) -> Check:
+    def run(f: HostFacts, cluster: Cluster) -> Outcome:
+        if port not in f.listening_ports:
+            return "ok", f"{port} ({what}) free"
+        if cluster.ours(f):
+            return "ok", f"{port} held by this cluster's {what}"
+        return "error", f"{port} ({what}) is in use by something else"
+
+    return Check(f"Port-{port}", run)
+
+
+def _etcd_data_dir(f: HostFacts, cluster: Cluster) -> Outcome:
+    if not f.etcd_data_entries:
+        return "ok", f"{ETCD_DATA_DIR} empty"
+    if cluster.ours(f):
+        return "ok", f"{ETCD_DATA_DIR} holds this cluster's member"
+    return "error", (
+        f"{ETCD_DATA_DIR} is not empty ({', '.join(f.etcd_data_entries)}) and the host's "
+        "CA is not this cluster's: another cluster's data? (`bootstrap reset` or wipe it)"
+    )
+
+
+def _static_pod_path(f: HostFacts, cluster: Cluster) -> Outcome:
+    if f.manifests_dir:
+        return "ok", f"{MANIFESTS_DIR} exists"
+    return "warning", f"{MANIFESTS_DIR} missing (will be created 0700)"
+
+
+def _kubelet(f: HostFacts, cluster: Cluster) -> Outcome:
+    if f.kubelet:
+        return "ok", "found: " + ", ".join(f.kubelet)
+    return "warning", "no kubelet found: nothing will run the static pods"
+
+
+def _disk_space(path: str, minimum_kib: int) -> Check:
+    def run(f: HostFacts, cluster: Cluster) -> Outcome:
+        free = f.free_kib.get(path)
+        if free is None:
+            return "warning", f"could not read free space for {path}"
+        if free < minimum_kib:
+            return "error", f"{path}: {free // 1024} MiB free, need {minimum_kib // 1024} MiB"
+        return "ok", f"{path}: {free // 1024} MiB free"
+
+    return Check("DiskSpace", run)
+
+
+def _ca_cert_dirs(f: HostFacts, cluster: Cluster) -> Outcome | None:
+    if cluster.ca_cert_dirs is None:
+        return None
+    return _trust_store(f, cluster.ca_cert_dirs)
+
+
+# Run in this order on every host; the table shows them in this order too.
+CHECKS: tuple[Check, ...] = (
+    Check("SSHLogin", _ssh_login),
+    Check("Sudo", _sudo),
+    Check("HostnameUnique", _hostname_unique),
+    Check("MachineIDUnique", _machine_id_unique),
+    Check("ClockSkew", _clock_skew),
+    *(_port_free(port, what) for port, what in PORTS.items()),
+    Check("DirAvailable--var-lib-etcd", _etcd_data_dir),
+    Check("StaticPodPath", _static_pod_path),
+    Check("Kubelet", _kubelet),
+    _disk_space(KUBERNETES_DIR, MIN_FREE_KUBERNETES_KIB),
+    _disk_space(ETCD_DATA_DIR, MIN_FREE_ETCD_KIB),
+    Check("CACertDirs", _ca_cert_dirs),
+)
+
+
+def check_names() -> tuple[str, ...]:
+    """Every check name ``evaluate`` reports (what --ignore-preflight-errors accepts)."""
+    return tuple(dict.fromkeys(c.name for c in CHECKS))
+
+
 def evaluate(
     facts: Sequence[HostFacts],
     *,
@@ -179,119 +306,18 @@ def evaluate(
     ignore: Collection[str] = (),
     ca_cert_dirs: Collection[str] | None = None,
 ) -> list[Finding]:
-    findings: list[Finding] = []
-    ignore_all = "all" in {i.lower() for i in ignore}
+    """Every check on every host; errors named in ``ignore`` (or "all") are marked ignored."""
+    cluster = Cluster(facts, cluster_ca_sha256, ca_cert_dirs)
     ignored = {i.lower() for i in ignore}
-
-    def add(host: str, check: str, severity: Severity, detail: str) -> None:
-        skip = severity == "error" and (ignore_all or check.lower() in ignored)
-        findings.append(Finding(host, check, severity, detail, ignored=skip))
-
-    by_hostname: dict[str, list[str]] = {}
-    by_machine_id: dict[str, list[str]] = {}
+    findings: list[Finding] = []
     for f in facts:
-        by_hostname.setdefault(f.hostname, []).append(f.host)
-        by_machine_id.setdefault(f.machine_id, []).append(f.host)
-
-    for f in facts:
-        ours = f.remote_ca_sha256 == cluster_ca_sha256
-        add(f.host, "SSHLogin", "ok", f"logged in, round trip {f.round_trip * 1000:.0f} ms")
-        if f.uid == 0:
-            add(f.host, "Sudo", "ok", "commands run as root")
-        else:
-            add(
-                f.host,
-                "Sudo",
-                "error",
-                f"remote commands run as uid {f.uid}, need root "
-                "(set ssh.sudo: true for a user with passwordless sudo)",
-            )
-        twins = [h for h in by_hostname.get(f.hostname, []) if h != f.host]
-        add(
-            f.host,
-            "HostnameUnique",
-            "error" if twins or not f.hostname else "ok",
-            f"hostname {f.hostname!r}" + (f" also on {', '.join(twins)}" if twins else ""),
-        )
-        twins = [h for h in by_machine_id.get(f.machine_id, []) if h != f.host]
-        add(
-            f.host,
-            "MachineIDUnique",
-            "error" if twins or not f.machine_id else "ok",
-            "machine-id "
-            + (
-                "missing"
-                if not f.machine_id
-                else f"also on {', '.join(twins)}"
-                if twins
-                else "unique"
-            ),
-        )
-        skew_ok = abs(f.clock_skew) <= MAX_CLOCK_SKEW_SECONDS + f.round_trip / 2
-        add(
-            f.host,
-            "ClockSkew",
-            "ok" if skew_ok else "error",
-            f"{f.clock_skew:+.2f} s against this machine (limit {MAX_CLOCK_SKEW_SECONDS:.0f} s; "
-            "certificates and etcd leases need synchronised clocks)",
-        )
-        for port, what in PORTS.items():
-            if port not in f.listening_ports:
-                add(f.host, f"Port-{port}", "ok", f"{port} ({what}) free")
-            elif ours:
-                add(f.host, f"Port-{port}", "ok", f"{port} held by this cluster's {what}")
-            else:
-                add(f.host, f"Port-{port}", "error", f"{port} ({what}) is in use by something else")
-        if not f.etcd_data_entries:
-            add(f.host, "DirAvailable--var-lib-etcd", "ok", f"{ETCD_DATA_DIR} empty")
-        elif ours:
-            add(
-                f.host,
-                "DirAvailable--var-lib-etcd",
-                "ok",
-                f"{ETCD_DATA_DIR} holds this cluster's member",
-            )
-        else:
-            add(
-                f.host,
-                "DirAvailable--var-lib-etcd",
-                "error",
-                f"{ETCD_DATA_DIR} is not empty ({', '.join(f.etcd_data_entries)}) and the host's "
-                "CA is not this cluster's: another cluster's data? (`bootstrap reset` or wipe it)",
-            )
-        add(
-            f.host,
-            "StaticPodPath",
-            "ok" if f.manifests_dir else "warning",
-            f"{MANIFESTS_DIR} "
-            + ("exists" if f.manifests_dir else "missing (will be created 0700)"),
-        )
-        add(
-            f.host,
-            "Kubelet",
-            "ok" if f.kubelet else "warning",
-            ("found: " + ", ".join(f.kubelet))
-            if f.kubelet
-            else "no kubelet found: nothing will run the static pods",
-        )
-        for path, minimum in (
-            (KUBERNETES_DIR, MIN_FREE_KUBERNETES_KIB),
-            (ETCD_DATA_DIR, MIN_FREE_ETCD_KIB),
-        ):
-            free = f.free_kib.get(path)
-            if free is None:
-                add(f.host, "DiskSpace", "warning", f"could not read free space for {path}")
-            elif free < minimum:
-                add(
-                    f.host,
-                    "DiskSpace",
-                    "error",
-                    f"{path}: {free // 1024} MiB free, need {minimum // 1024} MiB",
-                )
-            else:
-                add(f.host, "DiskSpace", "ok", f"{path}: {free // 1024} MiB free")
-        if ca_cert_dirs is not None:
-            add(f.host, "CACertDirs", *_trust_store(f, ca_cert_dirs))
+        for check in CHECKS:
+            outcome = check.run(f, cluster)
+            if outcome is None:
+                continue
+            severity, detail = outcome
+            skip = severity == "error" and ("all" in ignored or check.name.lower() in ignored)
+            findings.append(Finding(f.host, check.name, severity, detail, ignored=skip))
     return findings
 
 
