@@ -25,8 +25,6 @@ import paramiko
 
 from bootstrap.errors import (
     AuthenticationFailed,
-    HostKeyMismatch,
-    HostKeyUnknown,
     HostUnreachable,
     IdentityFileError,
     OperationTimeout,
@@ -238,12 +236,31 @@ def _attempt(
     accept_new: bool,
     notify: Callable[[str], None],
 ) -> paramiko.SSHClient:
+    """One connection attempt: reach the host, verify its key, authenticate. A failure
+    worth repeating raises _Transient; anything else raises the error to report."""
     pkey = _load_identity(ep)
     sock = sock_factory()
+    client = _client_trusting(ep, known, accept_new=accept_new, notify=notify)
+    try:
+        _handshake(client, ep, pkey, sock)
+        _check_session(client, ep, known)
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        client.close()
+        raise _classify(e, ep, known, pkey) from None
+    except BaseException:  # our host-key errors (HostKeyUnknown, HostKeyMismatch) as they are
+        client.close()
+        raise
+    return client
+
+
+def _client_trusting(
+    ep: Endpoint, known: KnownHosts, *, accept_new: bool, notify: Callable[[str], None]
+) -> paramiko.SSHClient:
+    """A client that knows the inventory's host keys; an unknown key goes to our policy
+    (refuse, or record it with --accept-new-host-keys)."""
     client = paramiko.SSHClient()
     for name, key in known.entries:
         client.get_host_keys().add(name, key.get_name(), key)
-    name = host_key_name(ep.host, ep.port)
     client.set_missing_host_key_policy(
         KnownHostsPolicy(
             known,
@@ -254,81 +271,87 @@ def _attempt(
             notify=notify,
         )
     )
-    key_text = str(ep.identity_file) if ep.identity_file else "ssh-agent / default keys"
-    try:
-        client.connect(
-            ep.host,
-            port=ep.port,
-            username=ep.user,
-            pkey=pkey,
-            allow_agent=pkey is None,
-            look_for_keys=pkey is None,
-            sock=sock,
-            timeout=ep.connect_timeout,
-            banner_timeout=BANNER_TIMEOUT,
-            auth_timeout=AUTH_TIMEOUT,
-            channel_timeout=CHANNEL_OPEN_TIMEOUT,
-        )
-        transport = client.get_transport()
-        assert transport is not None
-        check_not_revoked(known, ep.label, transport.get_remote_server_key())
-        transport.set_keepalive(KEEPALIVE_INTERVAL)
-        return client
-    except (HostKeyUnknown, HostKeyMismatch):
-        client.close()
-        raise
-    except paramiko.BadHostKeyException as e:
-        client.close()
-        raise mismatch_error(ep.label, known.path, name, e.key, [e.expected_key]) from None
-    except paramiko.AuthenticationException as e:
-        client.close()
-        raise AuthenticationFailed(
-            f"authentication failed for {ep.user}@{ep.host}:{ep.port} with {key_text}"
+    return client
+
+
+def _handshake(
+    client: paramiko.SSHClient, ep: Endpoint, pkey: paramiko.PKey | None, sock: Any
+) -> None:
+    """SSH over ``sock``: banner, key exchange (host key checked), user authentication
+    with the identity file, or the agent and default keys when there is none."""
+    client.connect(
+        ep.host,
+        port=ep.port,
+        username=ep.user,
+        pkey=pkey,
+        allow_agent=pkey is None,
+        look_for_keys=pkey is None,
+        sock=sock,
+        timeout=ep.connect_timeout,
+        banner_timeout=BANNER_TIMEOUT,
+        auth_timeout=AUTH_TIMEOUT,
+        channel_timeout=CHANNEL_OPEN_TIMEOUT,
+    )
+
+
+def _check_session(client: paramiko.SSHClient, ep: Endpoint, known: KnownHosts) -> None:
+    """After the handshake: refuse a @revoked host key; keepalives for long waits."""
+    transport = client.get_transport()
+    assert transport is not None
+    check_not_revoked(known, ep.label, transport.get_remote_server_key())
+    transport.set_keepalive(KEEPALIVE_INTERVAL)
+
+
+def _classify(
+    e: BaseException, ep: Endpoint, known: KnownHosts, pkey: paramiko.PKey | None
+) -> TransportError | _Transient:
+    """What a failed handshake means for the operator, and whether to try again."""
+    where = f"{ep.host}:{ep.port}"
+    if isinstance(e, paramiko.BadHostKeyException):
+        name = host_key_name(ep.host, ep.port)
+        return mismatch_error(ep.label, known.path, name, e.key, [e.expected_key])
+    if isinstance(e, paramiko.AuthenticationException):
+        key_text = str(ep.identity_file) if ep.identity_file else "ssh-agent / default keys"
+        return AuthenticationFailed(
+            f"authentication failed for {ep.user}@{where} with {key_text}"
             + (f" ({pkey.get_name()} {fingerprint(pkey)})" if pkey else "")
             + f": {e}",
             host=ep.label,
             hint=f"check that the public key is in {ep.user}'s authorized_keys on the host, "
             "and ssh.user / ssh.identityFile in the inventory",
-        ) from None
-    except TimeoutError:
-        client.close()
-        raise _Transient(
+        )
+    if isinstance(e, TimeoutError):
+        return _Transient(
             OperationTimeout(
-                f"SSH handshake with {ep.host}:{ep.port} timed out",
+                f"SSH handshake with {where} timed out",
                 host=ep.label,
                 hint="the host accepted TCP but did not complete SSH in time; is sshd overloaded?",
             )
-        ) from None
-    except EOFError:
-        client.close()
-        raise _Transient(
+        )
+    if isinstance(e, EOFError):
+        return _Transient(
             HostUnreachable(
-                f"{ep.host}:{ep.port} closed the connection during the SSH handshake",
+                f"{where} closed the connection during the SSH handshake",
                 host=ep.label,
                 hint="check sshd's log on the host (MaxStartups, AllowUsers, ...)",
             )
-        ) from None
-    except paramiko.SSHException as e:
-        client.close()
+        )
+    if isinstance(e, paramiko.SSHException):
         text = str(e)
         if "banner" in text.lower():
-            raise _Transient(
+            return _Transient(
                 HostUnreachable(
-                    f"no SSH banner from {ep.host}:{ep.port}: {text}",
+                    f"no SSH banner from {where}: {text}",
                     host=ep.label,
                     hint="is that port an sshd? is the host still booting?",
                 )
-            ) from None
-        raise TransportError(
-            f"SSH handshake with {ep.host}:{ep.port} failed: {text}",
+            )
+        return TransportError(
+            f"SSH handshake with {where} failed: {text}",
             host=ep.label,
             hint="check the sshd's algorithms and log on the host",
-        ) from None
-    except OSError as e:
-        client.close()
-        raise _Transient(
-            HostUnreachable(f"connection to {ep.host}:{ep.port} failed: {e}", host=ep.label)
-        ) from None
+        )
+    return _Transient(HostUnreachable(f"connection to {where} failed: {e}", host=ep.label))
 
 
 def open_client(
