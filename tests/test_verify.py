@@ -19,11 +19,11 @@ from bootstrap.health.verify import (
     CHECKS,
     Expected,
     MasterEndpoints,
-    PodState,
     VerifyCredentials,
     VerifyReport,
     verify_masters,
 )
+from bootstrap.node.podstate import PodState
 from tests.etcd_support import EtcdCluster, EtcdPKI, closed_port, cluster_context, make_pki
 
 ETCD_CHECKS = CHECKS["etcd"]
@@ -218,13 +218,15 @@ def test_two_members_down_reports_quorum_lost(cluster: EtcdCluster, pki: EtcdPKI
 def test_components_reported_not_running_are_never_ok(
     shared_cluster: EtcdCluster, pki: EtcdPKI
 ) -> None:
-    unavailable = PodState(running=False, reason="ImageUnavailable")
+    def unavailable(component: str) -> PodState:
+        return PodState(component, "ImageUnavailable", False, 0, None, "cri")
+
     pods = {
         m.name: {
-            "kube-apiserver": unavailable,
-            "kube-controller-manager": unavailable,
-            "kube-scheduler": unavailable,
-            "etcd": PodState(running=True),
+            "kube-apiserver": unavailable("kube-apiserver"),
+            "kube-controller-manager": unavailable("kube-controller-manager"),
+            "kube-scheduler": unavailable("kube-scheduler"),
+            "etcd": PodState("etcd", "Running", None, 0, None, "cri", "c0ffee"),
         }
         for m in shared_cluster.members
     }

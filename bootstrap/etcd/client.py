@@ -40,6 +40,7 @@ from pyetcd import etcdrpc
 
 from bootstrap.errors import EtcdError, shorten
 from bootstrap.local.memfile import describe
+from bootstrap.manifests.components import ETCD_LIVEZ_READYZ_SINCE
 from bootstrap.transport import httpcheck
 
 T = TypeVar("T")
@@ -525,8 +526,9 @@ def probe_health(
 
 
 def health_path(etcd_version: tuple[int, int, int]) -> str:
-    """The metrics-port probe path for this etcd version (/readyz exists from 3.5.11)."""
-    return "/readyz" if etcd_version >= (3, 5, 11) else "/health"
+    """The metrics-port probe path for this etcd version (/readyz exists from 3.5.11):
+    the path its manifest's probes use (manifests.components)."""
+    return "/readyz" if etcd_version >= ETCD_LIVEZ_READYZ_SINCE else "/health"
 
 
 # --- helpers --------------------------------------------------------------------------

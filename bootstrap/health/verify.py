@@ -45,6 +45,8 @@ from bootstrap.inventory.model import (
     ETCD_METRICS_PORT,
     SCHEDULER_PORT,
 )
+from bootstrap.manifests.components import scheduler_health_path
+from bootstrap.node.podstate import PodState
 from bootstrap.transport import httpcheck
 
 CheckStatus = Literal["ok", "fail", "not running", "skipped"]
@@ -104,15 +106,6 @@ class VerifyCredentials:
     ca: Path  # the cluster CA (apiserver serving cert)
     admin_cert: Path
     admin_key: Path
-
-
-@dataclass(frozen=True)
-class PodState:
-    """What the node (lab runner or CRI) reports for a component's static pod."""
-
-    running: bool
-    reason: str = ""  # e.g. "ImageUnavailable", "CrashLoopBackOff"
-    restarts: int = 0
 
 
 # --- outputs --------------------------------------------------------------------------
@@ -625,7 +618,7 @@ def _etcd_in_livez(result: httpcheck.HTTPResult) -> tuple[bool, str]:
 
 
 def _scheduler_path(expected: Expected) -> str:
-    return "/livez" if expected.kubernetes_minor >= (1, 32) else "/healthz"
+    return scheduler_health_path(expected.kubernetes_minor)
 
 
 # --- the table of checks --------------------------------------------------------------
@@ -798,7 +791,7 @@ def _not_running(master: str, check: str, component: str, state: PodState) -> Ch
         check,
         False,
         "not running",
-        f"not running ({state.reason or 'unknown reason'})",
+        f"not running ({state.describe()})",
         f"the {component} pod is not running on {master}: see its log "
         "(lab: runner log; node: `crictl logs`)",
     )

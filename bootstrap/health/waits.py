@@ -29,6 +29,7 @@ from bootstrap.inventory.model import (
     Master,
     url_host,
 )
+from bootstrap.manifests.components import scheduler_health_path
 from bootstrap.run.session import Session
 from bootstrap.transport.httpcheck import (
     APISERVER_LIVEZ_VERBOSE,
@@ -453,8 +454,7 @@ def ensure_cluster_admins_binding(session: Session) -> None:
 def component_probe_path(session: Session, component: str) -> tuple[int, str]:
     if component == "kube-controller-manager":
         return CONTROLLER_MANAGER_PORT, "/healthz"
-    livez = session.inventory.kubernetes_minor >= (1, 32)
-    return SCHEDULER_PORT, "/livez" if livez else "/healthz"
+    return SCHEDULER_PORT, scheduler_health_path(session.inventory.kubernetes_minor)
 
 
 def wait_for_component(
@@ -546,7 +546,6 @@ def verify(session: Session) -> VerifyReport:
     from bootstrap.health.verify import (
         Expected,
         MasterEndpoints,
-        PodState,
         VerifyCredentials,
         verify_masters,
     )
@@ -588,13 +587,4 @@ def verify(session: Session) -> VerifyReport:
         etcd_version=session.inventory.etcd_semver,
         kubernetes_minor=session.inventory.kubernetes_minor,
     )
-    pod_states = {
-        name: {
-            c: PodState(
-                running=s.running, reason="" if s.running else s.describe(), restarts=s.restarts
-            )
-            for c, s in by_component.items()
-        }
-        for name, by_component in states.items()
-    }
-    return verify_masters(endpoints, expected, creds, components=components, pod_states=pod_states)
+    return verify_masters(endpoints, expected, creds, components=components, pod_states=states)

@@ -63,6 +63,12 @@ NO_FLEXVOLUME_SINCE = (1, 36)  # k/k #136423
 # controlPlaneComponentHealthCheck.
 STARTUP_FAILURE_THRESHOLD = 24
 
+
+def scheduler_health_path(kubernetes_minor: tuple[int, int]) -> str:
+    """The scheduler's health endpoint: /livez from SCHEDULER_LIVEZ_SINCE, /healthz before
+    (what its probes use, so what waits and verify ask too)."""
+    return "/livez" if kubernetes_minor >= SCHEDULER_LIVEZ_SINCE else "/healthz"
+
 Flags = tuple[tuple[str, str], ...]  # (name, value) without the leading "--"
 Scheme = Literal["HTTP", "HTTPS"]
 HostPathType = Literal["DirectoryOrCreate", "FileOrCreate"]

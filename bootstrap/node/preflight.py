@@ -14,6 +14,7 @@ from typing import Literal
 
 from bootstrap.inventory.model import ETCD_DATA_DIR, KUBERNETES_DIR, MANIFESTS_DIR
 from bootstrap.model import RemoteHost
+from bootstrap.node.podstate import LAB_RUNNER_STATUS
 
 Severity = Literal["ok", "warning", "error"]
 
@@ -29,7 +30,6 @@ MAX_CLOCK_SKEW_SECONDS = 5.0
 # etcd preallocates 64 MiB WAL segments and a snapshot; below this a member will not start.
 MIN_FREE_ETCD_KIB = 256 * 1024
 MIN_FREE_KUBERNETES_KIB = 16 * 1024
-LAB_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
 # kubeadm mounts each of these that exists on the host into kube-apiserver and
 # kube-controller-manager (cmd/kubeadm/app/phases/controlplane/volumes.go). We render them
 # from the inventory's caCertDirs instead; preflight says when a host has one it lacks.

@@ -35,6 +35,7 @@ from bootstrap.errors import InputError, OperationError, WaitTimeout
 from bootstrap.health.poll import poll
 from bootstrap.inventory.model import COMPONENTS, MANIFESTS_DIR, PKI_DIR, Master
 from bootstrap.model import FileSpec, RemoteHost
+from bootstrap.node.podstate import LAB_RUNNER_STATUS
 from bootstrap.pki.store import ensure_dir, read_optional, write_atomic
 from bootstrap.run.session import Session
 from bootstrap.transport.push import FileChange, classify
@@ -44,7 +45,6 @@ TOKENS_FILE = "serve-tokens.json"
 STATE_FILE_MODE = 0o600
 # The lab kubelet's URL-source settings (lab/runner/urlconfig.py) and the CA it checks
 # the server with: the cluster CA, already on every master from the certs phase.
-LAB_RUNNER_STATUS = "/var/lib/kubelet/lab-runner/status.json"
 LAB_RUNNER_CONFIG = "/var/lib/kubelet/lab-runner/config.json"
 URL_CA_FILE = f"{PKI_DIR}/ca.crt"
 LAB_HTTP_CHECK_FREQUENCY = 2.0
