@@ -359,6 +359,12 @@ def _hostinit_config(
     return cfg
 
 
+# The hosts' wrapper processes outlive up(); `down` ends them by their recorded PIDs. Their
+# Popen objects stay here until then: a dropped Popen of a running process is a
+# ResourceWarning, and _teardown reaps them (no zombie) once they are ended.
+_WRAPPERS: list[subprocess.Popen[bytes]] = []
+
+
 def _start_host(
     lab: LabPlan, host: HostSpec, bins: Path, runner: bool, rec: dict[str, Any],
     kubelet: bool = False,
@@ -386,6 +392,7 @@ def _start_host(
     finally:
         os.close(write_fd)
         wrapper_log.close()
+    _WRAPPERS.append(wrapper)
     rec["hosts"][host.name]["wrapper_pid"] = wrapper.pid
     return wrapper, read_fd
 
@@ -502,6 +509,9 @@ def _teardown(
     stubborn = procs.end_all(inodes, wrappers)
     if stubborn:
         log(f"processes that would not die: {stubborn}")
+    while _WRAPPERS:  # the ones this process started: reap them
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _WRAPPERS.pop().wait(timeout=5)
     # Kubelet mode: the hosts' cgroup roots (containers of pods the namespaces missed are
     # killed there), then the machine's own kernel settings back if no other lab holds them.
     roots = sorted({*rec.get("cgroup_roots", []), *cgroups.lab_roots()})
