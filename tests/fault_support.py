@@ -81,8 +81,9 @@ class Running:
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line)
+        with self.proc.stdout:  # closed at the end (an open pipe is a ResourceWarning)
+            for line in self.proc.stdout:
+                self._queue.put(line)
         self._queue.put(None)
 
     def wait_for(self, pattern: str, timeout: float = 120.0) -> str:

@@ -97,3 +97,5 @@ def test_init_delivery_http_runs_every_pod_from_the_manifest_url(
     finally:
         serve.terminate()
         serve.wait(timeout=30)
+        if serve.stdout is not None:
+            serve.stdout.close()

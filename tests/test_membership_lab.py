@@ -202,6 +202,8 @@ def test_join_killed_after_member_add_resumes_without_duplicate(work: dict[str, 
         if proc.poll() is None and not killed:
             proc.kill()
         proc.wait(timeout=60)
+        assert proc.stderr is not None
+        proc.stderr.close()
     print("".join(seen))
     assert killed, "the join never reached the member add"
     assert proc.returncode == -signal.SIGKILL
