@@ -6,6 +6,7 @@ operators (two state dirs, two processes) is tests/test_hardening_lab.py.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -14,15 +15,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bootstrap.inventory.model import Master, SSHSettings
 from bootstrap.transport import connect
 from bootstrap.workflow.locks import LOCAL_LOCK, Holder, LockHeld, StateDirLock, remote_script
-from tests.sshd_support import start_sshd
+from tests.sshd_support import Sshd
 
 pytestmark = pytest.mark.skipif(shutil.which("flock") is None, reason="needs util-linux flock")
 
@@ -38,22 +40,46 @@ lock.release()
 """
 
 
-def holder_process(state: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
+Spawn = Callable[..., "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """subprocess.Popen (text mode) whose process is reaped and pipes closed after the
+    test, passed or failed: a pipe left open is a ResourceWarning, an error here."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(args, text=True, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):  # a write end whose reader is gone
+                    stream.close()
+
+
+def holder_process(spawn: Spawn, state: Path) -> subprocess.Popen[str]:
+    proc = spawn(
         [sys.executable, "-c", HOLD, str(state)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        text=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "held"
     return proc
 
 
-def test_second_writer_is_refused_with_the_holder(tmp_path: Path) -> None:
+def test_second_writer_is_refused_with_the_holder(tmp_path: Path, spawn: Spawn) -> None:
     state = tmp_path / "state"
     (state / "pki").mkdir(parents=True)
-    first = holder_process(state)
+    first = holder_process(spawn, state)
     try:
         with pytest.raises(LockHeld) as refused:
             StateDirLock(state, Holder.me("certs renew")).acquire()
@@ -72,11 +98,11 @@ def test_second_writer_is_refused_with_the_holder(tmp_path: Path) -> None:
     assert (state / LOCAL_LOCK).read_text() == ""
 
 
-def test_killed_holder_is_detected_and_taken_over(tmp_path: Path) -> None:
+def test_killed_holder_is_detected_and_taken_over(tmp_path: Path, spawn: Spawn) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "pki").mkdir()
-    first = holder_process(state)
+    first = holder_process(spawn, state)
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     lock = StateDirLock(state, Holder.me("init"))
@@ -105,14 +131,13 @@ def test_a_refused_first_run_leaves_no_state_dir(tmp_path: Path) -> None:
 # --- the hosts' script ----------------------------------------------------------------------
 
 
-def start_script(lock_file: Path, command: str) -> subprocess.Popen[str]:
+def start_script(spawn: Spawn, lock_file: Path, command: str) -> subprocess.Popen[str]:
     holder = Holder("opbox", 4242, "alice", "2026-01-01T00:00:00Z", command)
-    return subprocess.Popen(
+    return spawn(
         ["sh", "-c", remote_script(holder, str(lock_file))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
 
 
@@ -127,14 +152,14 @@ def answer(proc: subprocess.Popen[str]) -> list[str]:
     return lines
 
 
-def test_host_script_excludes_reports_and_cleans_up(tmp_path: Path) -> None:
+def test_host_script_excludes_reports_and_cleans_up(tmp_path: Path, spawn: Spawn) -> None:
     lock_file = tmp_path / "etc-kubernetes" / ".bootstrap.lock"
-    first = start_script(lock_file, "init")
+    first = start_script(spawn, lock_file, "init")
     assert answer(first) == ["LOCKED", "END"]
     assert lock_file.parent.is_dir()  # created for the lock
     held = json.loads(lock_file.read_text())
     assert held["pid"] == 4242 and held["command"] == "init"
-    second = start_script(lock_file, "reset")
+    second = start_script(spawn, lock_file, "reset")
     lines = answer(second)
     assert lines[0] == "BUSY" and json.loads(lines[1])["command"] == "init"
     assert second.wait(30) == 0
@@ -145,11 +170,11 @@ def test_host_script_excludes_reports_and_cleans_up(tmp_path: Path) -> None:
     assert not lock_file.exists() and not lock_file.parent.exists()
 
 
-def test_host_script_takes_over_a_stale_lock(tmp_path: Path) -> None:
+def test_host_script_takes_over_a_stale_lock(tmp_path: Path, spawn: Spawn) -> None:
     lock_file = tmp_path / ".bootstrap.lock"
     stale = Holder("laptop", 77, "bob", "2026-01-01T00:00:00Z", "upgrade --to v1.36.1")
     lock_file.write_text(stale.line() + "\n")  # a holder that is gone: nobody holds flock
-    proc = start_script(lock_file, "init")
+    proc = start_script(spawn, lock_file, "init")
     lines = answer(proc)
     assert lines[0] == "LOCKED" and lines[-1] == "END"
     assert Holder.parse(lines[1].removeprefix("STALE ")) == stale
@@ -160,14 +185,14 @@ def test_host_script_takes_over_a_stale_lock(tmp_path: Path) -> None:
     assert tmp_path.is_dir()  # an existing directory stays
 
 
-def test_host_script_released_when_its_connection_dies(tmp_path: Path) -> None:
+def test_host_script_released_when_its_connection_dies(tmp_path: Path, spawn: Spawn) -> None:
     """The holder's stdin ends when the SSH session goes away (our process killed): the
     script removes the lock by itself, so a killed run leaves no lock behind."""
     lock_file = tmp_path / ".bootstrap.lock"
-    proc = start_script(lock_file, "init")
+    proc = start_script(spawn, lock_file, "init")
     assert answer(proc)[0] == "LOCKED"
     assert proc.stdin is not None
-    os.close(proc.stdin.fileno())  # what sshd does when the channel closes
+    proc.stdin.close()  # what sshd does when the channel closes: the script reads EOF
     deadline = time.monotonic() + 30
     while lock_file.exists():
         assert time.monotonic() < deadline, "lock file still there"
@@ -187,24 +212,18 @@ def test_holder_line_round_trip_and_unknown_content() -> None:
 
 
 @pytest.fixture(scope="module")
-def loopback_master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
-    if os.geteuid() != 0 or not Path("/usr/sbin/sshd").exists():
-        pytest.skip("needs root and /usr/sbin/sshd (openssh-server)")
-    server = start_sshd()
-    try:
-        key = server.new_client_key("root")
-        server.authorize("root", key.with_suffix(".pub"))
-        known = tmp_path_factory.mktemp("ssh") / "known_hosts"
-        known.write_text(server.known_hosts_line())
-        yield Master(
-            name="m1",
-            address=ipaddress.ip_address("127.0.0.1"),
-            ssh=SSHSettings(user="root", port=server.port, identity_file=key,
-                            known_hosts=known, connect_timeout=5.0),
-            ssh_host="127.0.0.1",
-        )
-    finally:
-        server.cleanup()
+def loopback_master(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Master:
+    key = sshd.new_client_key("root")
+    sshd.authorize("root", key.with_suffix(".pub"))
+    known = tmp_path_factory.mktemp("ssh") / "known_hosts"
+    known.write_text(sshd.known_hosts_line())
+    return Master(
+        name="m1",
+        address=ipaddress.ip_address("127.0.0.1"),
+        ssh=SSHSettings(user="root", port=sshd.port, identity_file=key,
+                        known_hosts=known, connect_timeout=5.0),
+        ssh_host="127.0.0.1",
+    )
 
 
 @pytest.mark.sshd

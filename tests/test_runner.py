@@ -277,8 +277,11 @@ def test_etcd_pod_lifecycle(tmp_path: Path) -> None:
         log = (runner.logs / "etcd.log").read_text()
         assert log.count("lab-runner: start container etcd") == 2
 
-        # Re-formatting the same pod (JSON instead of YAML) changes nothing.
-        manifest.write_text(json.dumps(document, indent=4))
+        # Re-formatting the same pod (JSON instead of YAML) changes nothing. It lands by
+        # rename: write_text truncates first, and a scan in between would see no pod.
+        reformatted = manifest.with_name(f".{manifest.name}.tmp")
+        reformatted.write_text(json.dumps(document, indent=4))
+        reformatted.replace(manifest)
         old_count = runner.status()["parseFailureCount"]
         for _ in range(5):  # several scans later: same process, same counters
             before = runner.status()["updatedAt"]
