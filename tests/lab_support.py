@@ -28,8 +28,8 @@ import pytest
 from lab import api, kubebin, record
 from lab.api import LabInfo
 
+# Tests marked `lab` are skipped with this reason without root (tests/conftest.py).
 NOT_ROOT = "the namespace lab needs root (netns, mounts, bridge, sshd)"
-requires_root = pytest.mark.skipif(os.geteuid() != 0, reason=NOT_ROOT)
 
 
 def bin_dir_from_env() -> Path | None:

@@ -37,11 +37,11 @@ from lab.config import (
     SUDOERS_FILE,
     LabError,
 )
-from tests.lab_support import lab, requires_root, ssh_client, ssh_run
+from tests.lab_support import lab, ssh_client, ssh_run
 
 __all__ = ["lab"]  # the fixture, imported for pytest
 
-pytestmark = [pytest.mark.lab, requires_root]
+pytestmark = pytest.mark.lab  # skipped without root (conftest)
 
 HOSTS = ("m1", "m2", "m3")
 

@@ -23,7 +23,7 @@ import pytest
 
 from lab import api, kubebin
 from lab.api import LabInfo
-from tests.lab_support import NOT_ROOT, bring_up, kubectl
+from tests.lab_support import bring_up, kubectl
 
 pytestmark = pytest.mark.lab
 TARGET_KUBERNETES = kubebin.DEFAULT_KUBERNETES
@@ -33,10 +33,6 @@ PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest) -> Iterator[LabInfo]:
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip(NOT_ROOT)
     yield bring_up(
         request,
         kubernetes=kubebin.PREVIOUS_KUBERNETES,
