@@ -105,6 +105,12 @@ def until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> No
         time.sleep(0.25)
 
 
+def more_refusals(host: str, since: dict[str, Any], what: str, count: int = 2) -> None:
+    """Until the runner's URL source failed ``count`` more polls than in ``since`` (a
+    status it reported): the pods must outlive those, not just a fixed sleep."""
+    until(lambda: url_status(host)["errors"] >= since["errors"] + count, what)
+
+
 def pod(host: str, name: str = "etcd") -> dict[str, Any] | None:
     entry: dict[str, Any] | None = api.runner_status(host)["pods"].get(f"kube-system/{name}")
     return entry
@@ -217,8 +223,10 @@ def test_http_delivery_end_to_end(lab: LabInfo, server: Server, tmp_path: Path) 
     api.exec_in(m1, ["sh", "-c", f"umask 077; cat > {delivery.LAB_RUNNER_CONFIG}"],
                 input=json.dumps(bad).encode())
     until(lambda: url_status(m1).get("lastStatusCode") == 401, "the runner to see 401")
-    time.sleep(5)  # a few more polls, all refused
+    refused = url_status(m1)
+    more_refusals(m1, refused, "two more polls, refused")
     assert url_status(m1)["lastStatusCode"] == 401
+    assert url_status(m1)["lastSuccess"] == refused["lastSuccess"]  # none got through
     still = pod(m1)
     assert still is not None and kept is not None
     assert (still["phase"], still["configHash"], still["startedAt"], still["pid"]) == (
@@ -234,7 +242,8 @@ def test_http_delivery_end_to_end(lab: LabInfo, server: Server, tmp_path: Path) 
     for host in hosts:
         until(lambda h=host: "transport error" in str(url_status(h).get("lastError")),
               f"{host} to notice the server is gone")
-    time.sleep(6)
+    for host in hosts:
+        more_refusals(host, url_status(host), f"{host}: two more polls, failing")
     for host in hosts:
         now = pod(host)
         assert now is not None and now["phase"] == "Running"

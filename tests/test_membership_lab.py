@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +27,7 @@ from bootstrap.pki import ensure_pki
 from bootstrap.transport import connect
 from lab import api
 from lab.api import LabInfo
-from tests.lab_support import bring_up
+from tests.lab_support import bring_up, poll
 
 pytestmark = pytest.mark.lab
 T = TypeVar("T")
@@ -251,19 +250,18 @@ def test_remove_refuses_when_quorum_would_be_lost(work: dict[str, Path]) -> None
     assert pods("m5")["etcd"]["phase"] == "Running"
     assert "m5" in voter_names(members(work))
     # the cables are back: wait until every member knows the same leader again
-    deadline = time.monotonic() + 120
-    while True:
+    def leaders() -> set[int]:
         try:
             known = {leader(work, h) for h in ("m1", "m2", "m3", "m5")}
             # ...and raft commits again through every member (alarm list goes through raft)
             for h in ("m1", "m2", "m3", "m5"):
                 ask(work, h, lambda c: c.alarms())
         except Exception:  # a member still reconnecting (its tunnel or etcd not back yet)
-            known = {-1}
-        if len(known) == 1 and 0 not in known:
-            break
-        assert time.monotonic() < deadline, f"no common leader after the partition: {known}"
-        time.sleep(1)
+            return {-1}
+        return known
+
+    poll("a common leader after the partition", leaders,
+         lambda known: len(known) == 1 and 0 not in known, 120)
 
 
 def test_reset_one_master_cleans_the_host(work: dict[str, Path]) -> None:
