@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="init / floor / re-run runs")
     parser.add_argument("--scaling-runs", type=int, default=3, help="runs per lab size 3/5/7")
     parser.add_argument("--render-runs", type=int, default=5)
+    parser.add_argument("--render-algorithms", default=",".join(render.ALGORITHMS),
+                        help="key algorithms of the render benchmark, comma-separated")
     parser.add_argument("--help-runs", type=int, default=20)
     parser.add_argument("--node-runs", type=int, default=2,
                         help="runs of the runner-mode vs kubelet-mode lab comparison (0: skip)")
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("render + help ...", flush=True)
     render.bench_help(report, args.help_runs)
-    render.bench_render(report, args.render_runs)
+    render.bench_render(report, args.render_runs, args.render_algorithms.split(","))
     if not args.no_lab:
         from bench import init, labctl
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.stats import Report, bound_claim, markdown, ratio_claim
@@ -74,13 +75,13 @@ def timed_run(argv: list[str]) -> float:
     return elapsed
 
 
-def bench_render(report: Report, runs: int = 5) -> None:
+def bench_render(report: Report, runs: int = 5, algorithms: Sequence[str] = ALGORITHMS) -> None:
     # Import once before timing: the in-process number is the work, not the imports;
     # the whole-process number (`bootstrap render`) carries the imports.
 
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         root = Path(tmp)
-        for algorithm in ALGORITHMS:
+        for algorithm in algorithms:
             inv = inventory_for(algorithm, root)
             n = min(runs, SLOW.get(algorithm, runs))
             inproc = report.new(
@@ -111,6 +112,8 @@ def bench_render(report: Report, runs: int = 5) -> None:
                         ]
                     )
                 )
+    if "ECDSA-P256" not in algorithms:
+        return
     report.claims.append(
         bound_claim(
             "render.ecdsa",

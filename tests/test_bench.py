@@ -1,7 +1,8 @@
-"""The bench modules import, and their formatting/parsing works on tiny synthetic input.
+"""`python -m bench --no-lab` runs end to end (one run, one key algorithm), the bench
+modules import, and their formatting/parsing works on tiny synthetic input.
 
-No timing is asserted here (tests never assert wall-clock times); `python -m bench`
-does the measuring.
+No timing is asserted here (tests never assert wall-clock times), only the shape of
+the table and the JSON; `python -m bench` does the measuring.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,13 +20,55 @@ from bench.labctl import parse_phases
 from bench.render import ALGORITHMS, inventory_for
 from bench.stats import Report, bound_claim, markdown, ratio_claim, report_json
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 @pytest.mark.parametrize(
     "module",
-    ["bench", "bench.__main__", "bench.stats", "bench.render", "bench.labctl", "bench.init"],
+    [
+        "bench",
+        "bench.__main__",
+        "bench.stats",
+        "bench.render",
+        "bench.labctl",
+        "bench.init",
+        "bench.floor",
+        "bench.kubelet",
+    ],
 )
 def test_modules_import(module: str) -> None:
     importlib.import_module(module)
+
+
+def test_offline_bench_writes_the_table_and_the_json(tmp_path: Path) -> None:
+    """The real `python -m bench --no-lab`, cut to one run of the cheapest algorithm."""
+    out = tmp_path / "latest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--no-lab", "--help-runs", "1", "--render-runs", "1",
+         "--render-algorithms", "ECDSA-P256", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    keys = ["start.python", "start.help", "render.inprocess.ECDSA-P256",
+            "render.process.ECDSA-P256"]
+    doc = json.loads(out.read_text())
+    assert [s["key"] for s in doc["series"]] == keys
+    for s in doc["series"]:
+        assert len(s["samples"]) == 1 and s["samples"][0] > 0, s
+        assert s["median"] == s["min"] == s["max"] == s["samples"][0], s
+    assert [c["key"] for c in doc["claims"]] == ["start.help", "render.ecdsa"]
+    assert all(isinstance(c["met"], bool) and c["value"] > 0 for c in doc["claims"])
+    assert "--no-lab" in doc["command"] and doc["seconds"] > 0
+    assert {"nproc", "cpu", "kernel", "python"} <= set(doc["machine"])
+    # The markdown table on stdout: a row per series, a row per claim, every row whole.
+    lines = proc.stdout.splitlines()
+    measurements = lines.index("| measurement | unit | runs | median | min | max |")
+    claims = lines.index("| claim | measured | target | met |")
+    assert len(lines[measurements + 2 : claims - 1]) == len(keys)
+    assert all(row.startswith("| ") and row.count("|") == 7
+               for row in lines[measurements + 2 : claims - 1])
+    assert any(row.startswith("| `bootstrap --help` | s | 1 |") for row in lines)
+    assert lines[-1] == f"wrote {out} ({doc['seconds']} s)"
 
 
 def synthetic() -> Report:
