@@ -158,10 +158,14 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def analyse(package: str = "bootstrap", root: Path = ROOT) -> tuple[
+def analyse(package: str = "bootstrap", root: Path = ROOT, also: tuple[str, ...] = ()) -> tuple[
     dict[str, Path], dict[str, set[str]], list[list[str]], list[PrivateImport]
 ]:
+    """`also`: packages whose modules count as import targets too (their own imports
+    are read as well), e.g. to see the tests' imports of bootstrap's private names."""
     modules = module_files(package, root)
+    for other in also:
+        modules.update(module_files(other, root))
     edges, privates = _edges_and_privates(modules)
     return modules, edges, cycles(edges), privates
 

@@ -15,8 +15,10 @@ reason; a lab somebody else left up is a failure, never silently reused or destr
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +27,8 @@ from typing import Any
 import paramiko
 import pytest
 
-from lab import api, kubebin, record
+from bootstrap.inventory.model import COMPONENTS as COMPONENTS  # re-exported for the lab tests
+from lab import api, cri, kubebin, record
 from lab.api import LabInfo
 
 # Tests marked `lab` are skipped with this reason without root (tests/conftest.py).
@@ -117,3 +120,43 @@ def kubectl(info: LabInfo, state: Path, *args: str) -> str:
     )
     assert proc.returncode == 0, (args, proc.stderr)
     return proc.stdout
+
+
+# --- the kubelet lab: test_kubelet_lab.py and test_kubelet_http_lab.py ----------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def bootstrap(*args: str) -> subprocess.CompletedProcess[str]:
+    """This checkout's `bootstrap` CLI in a subprocess (output captured, never checked)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bootstrap", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+class Cluster:
+    """A kubelet-mode lab with its state dir: init, kubectl, the nodes' containers."""
+
+    def __init__(self, info: LabInfo, state: Path) -> None:
+        self.info = info
+        self.state = state
+
+    def init(self) -> subprocess.CompletedProcess[str]:
+        return bootstrap("init", "--inventory", str(self.info.inventory),
+                         "--state-dir", str(self.state))
+
+    def kubectl(self, *args: str) -> str:
+        return kubectl(self.info, self.state, *args)
+
+    def mirror_pods(self) -> dict[str, dict[str, Any]]:
+        doc = json.loads(self.kubectl("get", "pods", "-n", "kube-system", "-o", "json"))
+        return {p["metadata"]["name"]: p for p in doc["items"]}
+
+    def containers(self, host: str) -> list[dict[str, Any]]:
+        return cri.containers(lambda h, a: api.exec_in(h, a), host)
+
+    def running(self, host: str, component: str) -> dict[str, Any] | None:
+        for c in self.containers(host):
+            if c["metadata"]["name"] == component and c["state"] == "CONTAINER_RUNNING":
+                return c
+        return None

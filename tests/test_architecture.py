@@ -1,6 +1,7 @@
 """bootstrap/'s import graph has no cycle and no module imports another module's
-`_private` names (issue 15). The layer contracts themselves are `lint-imports`'
-(pyproject [tool.importlinter]); this is the AST check that needs no tool."""
+`_private` names (issue 15); the tests import no test module and no private name. The
+layer contracts themselves are `lint-imports`' (pyproject [tool.importlinter]); this is
+the AST check that needs no tool."""
 
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ def test_no_module_imports_another_modules_private_names() -> None:
     assert privates == [], "\n".join(
         f"{p.importer}:{p.line} uses {p.module}.{p.name}" for p in privates
     )
+
+
+def test_tests_share_code_through_support_modules_only() -> None:
+    """A test module imports no other test module (shared helpers and fixtures live in
+    tests/*_support.py and conftest.py) and no module's `_private` names, bootstrap's
+    included: a test of a private function is a test of a public one."""
+    modules, edges, _found, privates = analyse("tests", also=("bootstrap", "lab", "bench"))
+    tests = sorted(m for m in modules if m.startswith("tests."))
+    assert "tests.conftest" in tests and "tests.test_architecture" in tests
+    imported = [(m, t) for m in tests for t in sorted(edges[m]) if t.startswith("tests.test_")]
+    assert imported == [], imported
+    assert [p for p in privates if p.importer.startswith("tests.")] == []
 
 
 def _package(root: Path, files: dict[str, str]) -> None:

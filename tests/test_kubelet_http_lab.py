@@ -24,8 +24,7 @@ from bootstrap.workflow import delivery
 from lab import api, config
 from lab.api import LabInfo
 from lab.config import LAB_BOOTSTRAP_STATE
-from tests.lab_support import bring_up, poll
-from tests.test_kubelet_lab import COMPONENTS, REPO, Cluster, bootstrap
+from tests.lab_support import COMPONENTS, REPO, Cluster, bootstrap, bring_up, poll
 
 pytestmark = pytest.mark.lab
 

@@ -34,53 +34,16 @@ import pytest
 from bootstrap.inventory import load
 from bootstrap.node.podstate import read_pod_states
 from bootstrap.transport import connect_all
-from lab import api, cgroups, cri, record, sysctls
-from lab.api import LabInfo
+from lab import api, cgroups, record, sysctls
 from lab.config import LAB_BOOTSTRAP_STATE, PREFIX
-from tests.lab_support import bring_up, kubectl, poll
+from tests.lab_support import COMPONENTS, REPO, Cluster, bootstrap, bring_up, poll
 
 pytestmark = pytest.mark.lab
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-REPO = Path(__file__).resolve().parent.parent
-
-
-def bootstrap(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bootstrap", *args], capture_output=True, text=True, timeout=600
-    )
-
-
 def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lab", *args], capture_output=True, text=True, timeout=120,
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-
-
-class Cluster:
-    def __init__(self, info: LabInfo, state: Path) -> None:
-        self.info = info
-        self.state = state
-
-    def init(self) -> subprocess.CompletedProcess[str]:
-        return bootstrap("init", "--inventory", str(self.info.inventory),
-                         "--state-dir", str(self.state))
-
-    def kubectl(self, *args: str) -> str:
-        return kubectl(self.info, self.state, *args)
-
-    def mirror_pods(self) -> dict[str, dict[str, Any]]:
-        doc = json.loads(self.kubectl("get", "pods", "-n", "kube-system", "-o", "json"))
-        return {p["metadata"]["name"]: p for p in doc["items"]}
-
-    def containers(self, host: str) -> list[dict[str, Any]]:
-        return cri.containers(lambda h, a: api.exec_in(h, a), host)
-
-    def running(self, host: str, component: str) -> dict[str, Any] | None:
-        for c in self.containers(host):
-            if c["metadata"]["name"] == component and c["state"] == "CONTAINER_RUNNING":
-                return c
-        return None
 
 
 def restarts(c: dict[str, Any]) -> int:

@@ -238,14 +238,14 @@ def test_a_key_of_another_owner_is_not_judged_by_its_mode(tmp_path: Path) -> Non
 def test_several_hosts_failing_are_named_once_each_with_one_hint_per_line() -> None:
     from bootstrap.errors import HostKeyUnknown
     from bootstrap.local.stdio import report_lines
-    from bootstrap.transport import _combined
+    from bootstrap.transport import combined_error
 
     failures: list[tuple[str, BaseException]] = [
         (f"m{i}", HostKeyUnknown(f"host key for 10.0.0.{i} is unknown", host=f"m{i}",
                                  hint=f"ssh-keyscan -p 22 10.0.0.{i} >> kh"))
         for i in (1, 2, 3)
     ]
-    error = _combined(failures)
+    error = combined_error(failures)
     assert isinstance(error, HostKeyUnknown)
     text = report_lines(f"bootstrap: failed: {error}", error.hint)
     assert "m1: m1:" not in text and text.count("m1: host key") == 1, text

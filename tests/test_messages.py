@@ -118,7 +118,7 @@ def test_one_voter_remains_in_singular() -> None:
 
 def test_reset_dry_run_names_the_kubeconfigs_each_master_has(tmp_path: Path) -> None:
     """The first master has five kubeconfigs (super-admin.conf), the others four."""
-    from bootstrap.day2.reset import _kubeconfigs_text
+    from bootstrap.day2.reset import kubeconfigs_text
     from bootstrap.inventory import load
     from bootstrap.run.session import Session
 
@@ -126,7 +126,7 @@ def test_reset_dry_run_names_the_kubeconfigs_each_master_has(tmp_path: Path) -> 
     session = Session(inventory=inv, state_dir=tmp_path / "state")
     try:
         for master in inv.masters:
-            text = _kubeconfigs_text(session, master)
+            text = kubeconfigs_text(session, master)
             ours = text.split(" (and ")[0].removeprefix("the kubeconfigs ").split(", ")
             written = sorted(Path(p).name for p in session.pki.kubeconfig_files(master.name))
             assert sorted(ours) == written, (master.name, text)

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from bootstrap.node.preflight import (
-    _FACTS_SCRIPT,
+    FACTS_SCRIPT,
     HostFacts,
     blocking,
     evaluate,
@@ -142,7 +142,7 @@ def test_listening_ports_parser() -> None:
 
 def test_facts_script_output_parses_on_this_machine() -> None:
     started = time.time()
-    out = subprocess.run(["sh", "-c", _FACTS_SCRIPT], capture_output=True, text=True, check=False)
+    out = subprocess.run(["sh", "-c", FACTS_SCRIPT], capture_output=True, text=True, check=False)
     f = parse_facts("local", out.stdout, started, time.time())
     assert f.uid == 0
     assert f.hostname

@@ -261,7 +261,7 @@ def _forget(session: Session, name: str) -> None:
         save_record(session.state_dir, record)
 
 
-def _kubeconfigs_text(session: Session, master: Master) -> str:
+def kubeconfigs_text(session: Session, master: Master) -> str:
     """The kubeconfigs bootstrap put on this master, by name (the wipe also removes
     kubeadm's others where present): a count of all six misled on a master with four."""
     from bootstrap.kubeconfig import kubeconfig_specs
@@ -473,7 +473,7 @@ def reset(session: Session, name: str | None, *, yes: bool, dry_run: bool) -> in
             session.console.event(
                 "reset",
                 f"would delete {len(MANIFESTS)} manifests, wait for the pods to stop, then "
-                f"delete {', '.join(WIPED_DIRS)}, {_kubeconfigs_text(session, master)} and "
+                f"delete {', '.join(WIPED_DIRS)}, {kubeconfigs_text(session, master)} and "
                 f"{ETCD_DATA_DIR}/*",
                 master.name,
             )

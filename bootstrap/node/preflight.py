@@ -42,7 +42,8 @@ KUBEADM_CA_CERT_DIRS = (
     "/usr/local/share/ca-certificates",
 )
 
-_FACTS_SCRIPT = f"""
+# Every fact in one remote command, as root (tests/test_preflight.py runs it locally).
+FACTS_SCRIPT = f"""
 echo @@uid; id -u
 echo @@hostname; hostname
 echo @@machine-id; cat /etc/machine-id 2>/dev/null
@@ -94,7 +95,7 @@ class Finding:
 
 def gather(host: RemoteHost) -> HostFacts:
     started = time.time()
-    result = host.run(_FACTS_SCRIPT, sudo=True, check=False, timeout=20)
+    result = host.run(FACTS_SCRIPT, sudo=True, check=False, timeout=20)
     finished = time.time()
     return parse_facts(host.name, result.stdout.decode("utf-8", "replace"), started, finished)
 

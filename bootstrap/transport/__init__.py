@@ -147,7 +147,7 @@ def connect_all(
             raise error  # a programming error: do not hide it behind a summary
     if len(failures) == 1:
         raise failures[0][1]
-    raise _combined(failures)
+    raise combined_error(failures)
 
 
 def check_identity_files(masters: Sequence[Master]) -> None:
@@ -169,7 +169,7 @@ def check_identity_files(masters: Sequence[Master]) -> None:
             ) from None
 
 
-def _combined(failures: list[tuple[str, BaseException]]) -> TransportError:
+def combined_error(failures: list[tuple[str, BaseException]]) -> TransportError:
     """One error naming every failed host; the common type when all failed the same way
     (e.g. every key unknown), so callers can still tell what happened."""
     errors = [e for _, e in failures if isinstance(e, BootstrapError)]
