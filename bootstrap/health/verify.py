@@ -750,16 +750,7 @@ def verify_masters(
             elif (state := stopped(ep.name, component)) is not None:
                 results.append(_not_running(ep.name, check.name, component, state))
             elif (ep.name, check.probe) not in outcomes:
-                results.append(
-                    CheckResult(
-                        ep.name,
-                        check.name,
-                        False,
-                        "fail",
-                        f"no endpoint given for {component}",
-                        "the orchestrator did not open a tunnel for this component",
-                    )
-                )
+                results.append(_no_endpoint(ep.name, check.name, component))
             else:
                 ctx = _Context(ep.name, check.name, expected, views, quorum)
                 results.append(check.judge(outcomes[(ep.name, check.probe)], ctx))
@@ -794,4 +785,15 @@ def _not_running(master: str, check: str, component: str, state: PodState) -> Ch
         f"not running ({state.describe()})",
         f"the {component} pod is not running on {master}: see its log "
         "(lab: runner log; node: `crictl logs`)",
+    )
+
+
+def _no_endpoint(master: str, check: str, component: str) -> CheckResult:
+    return CheckResult(
+        master,
+        check,
+        False,
+        "fail",
+        f"no endpoint given for {component}",
+        "the orchestrator did not open a tunnel for this component",
     )
