@@ -14,8 +14,9 @@ Per master:
   /readyz may lack the etcd check) and apiserver-readyz.
 - controller-manager /healthz (10257) and scheduler /livez (10259; /healthz before 1.32).
 
-Network I/O happens first (one thread per master); evaluation is pure and builds the
-CheckResults. A component the node reports as not running is "not running (reason)",
+The checks are one table (_TABLE: name, component, how the check runs, how it is
+judged). Network I/O happens first (_gather: one thread per probe; every connection to a
+master is opened by its _MasterClient); judging is pure and builds the CheckResults. A component the node reports as not running is "not running (reason)",
 never "ok"; components left out with `--components` are "skipped" and the report says so.
 """
 
