@@ -25,9 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab_support import requires_root
-
-pytestmark = [pytest.mark.lab, requires_root]
+pytestmark = pytest.mark.lab  # skipped without root (tests/conftest.py)
 
 REPO = Path(__file__).resolve().parent.parent
 PRIMARY = os.environ.get("LAB_INSTANCE", "").strip()
