@@ -7,7 +7,7 @@ what the host has (sha256 + mode) and writes only what differs.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,20 +25,6 @@ class FileSpec:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
-
-
-# remote path -> FileSpec
-HostTree = Mapping[str, FileSpec]
-
-
-def tree_of(files: list[FileSpec] | tuple[FileSpec, ...]) -> dict[str, FileSpec]:
-    """Index files by path; a path given twice is a programming error."""
-    tree: dict[str, FileSpec] = {}
-    for spec in files:
-        if spec.path in tree:
-            raise ValueError(f"duplicate desired file {spec.path}")
-        tree[spec.path] = spec
-    return tree
 
 
 @dataclass(frozen=True)

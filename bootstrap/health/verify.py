@@ -16,8 +16,9 @@ Per master:
 
 The checks are one table (_TABLE: name, component, how the check runs, how it is
 judged). Network I/O happens first (_gather: one thread per probe; every connection to a
-master is opened by its _MasterClient); judging is pure and builds the CheckResults. A component the node reports as not running is "not running (reason)",
-never "ok"; components left out with `--components` are "skipped" and the report says so.
+master is opened by its _MasterClient); judging is pure and builds the CheckResults. A
+component the node reports as not running is "not running (reason)", never "ok";
+components left out with `--components` are "skipped" and the report says so.
 """
 
 from __future__ import annotations

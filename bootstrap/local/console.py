@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-import time
 from typing import TextIO
 
 
@@ -19,12 +18,8 @@ class Console:
     ) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._lock = threading.Lock()
-        self._start = time.monotonic()
         self.verbose = verbose
         self.quiet = quiet
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self._start
 
     def event(self, phase: str, message: str, host: str | None = None) -> None:
         if self.quiet:

@@ -119,19 +119,6 @@ def probe_cluster(session: ClusterAccess, masters: Sequence[Master] | None = Non
     return view
 
 
-def membership_notes(session: ClusterAccess) -> list[str]:
-    """For `status`: stale members (with the command that removes them) and inventory
-    masters that are not members yet. Empty when no member answers."""
-    for master in session.inventory.masters:
-        try:
-            with etcd_client(session, master.name) as client:
-                members = client.members()
-        except BootstrapError:
-            continue
-        return membership_lines(session, members)
-    return []
-
-
 def membership_lines(session: ClusterAccess, members: Sequence[Member]) -> list[str]:
     """Stale members and inventory masters that are not (voting) members, each with the
     command that fixes it."""
