@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from bootstrap.errors import StateError
+from bootstrap.local import yamltext
 
 ADMIN_CONF = "admin.conf"
 SUPER_ADMIN_CONF = "super-admin.conf"
@@ -116,7 +117,7 @@ def build_kubeconfig(
         ],
     }
     # A huge width keeps each base64 blob on one line, as kubectl writes it.
-    text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1 << 30)
+    text = yamltext.dump(document, sort_keys=False, default_flow_style=False, width=1 << 30)
     return text.encode("utf-8")
 
 
@@ -136,7 +137,7 @@ def parse_kubeconfig(data: bytes, source: str) -> Kubeconfig:
     """Read the current context of a kubeconfig with embedded data. Raises StateError."""
     hint = f"delete {source}: the next `bootstrap init` writes it again from the state directory"
     try:
-        document = yaml.safe_load(data)
+        document = yamltext.load(data)
         current = document["current-context"]
         context = _named(document["contexts"], current)["context"]
         cluster = _named(document["clusters"], context["cluster"])["cluster"]

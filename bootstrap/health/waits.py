@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from bootstrap.errors import APIRequestFailed, BootstrapError, PodCannotStart, WaitTimeout
 from bootstrap.health.poll import every, poll
 from bootstrap.inventory.model import (
@@ -29,6 +27,7 @@ from bootstrap.inventory.model import (
     Master,
     url_host,
 )
+from bootstrap.local import yamltext
 from bootstrap.manifests.components import scheduler_health_path
 from bootstrap.run.session import Session
 from bootstrap.transport.httpcheck import (
@@ -66,7 +65,7 @@ def etcd_tls(session: Session, name: str) -> TLSFiles:
 def kubeconfig_tls(session: Session, name: str, kubeconfig: str = "admin.conf") -> ClientTLS:
     """Client cert/key embedded in one of the master's kubeconfigs, as (in-memory) files."""
     path = f"/etc/kubernetes/{kubeconfig}"
-    doc = yaml.safe_load(session.pki.kubeconfig_files(name)[path].content)
+    doc = yamltext.load(session.pki.kubeconfig_files(name)[path].content)
     user = doc["users"][0]["user"]
     cert, key = (
         session.memory_file(f"{name}:{path}:{field}", base64.b64decode(user[field]))

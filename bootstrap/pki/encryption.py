@@ -8,9 +8,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bootstrap.errors import StateError
+from bootstrap.local import yamltext
 
 KEY_BYTES = 32  # aescbc with AES-256
 KEY_NAME = "key1"
@@ -56,4 +55,4 @@ def encryption_config(key: str) -> bytes:
             }
         ],
     }
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False).encode("utf-8")
+    return yamltext.dump(document, sort_keys=False, default_flow_style=False).encode("utf-8")

@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import paramiko
-
 from bootstrap.errors import BootstrapError, IdentityFileError, TransportError
 from bootstrap.inventory.model import Master
 from bootstrap.transport.connection import (
@@ -36,6 +34,7 @@ from bootstrap.transport.connection import (
 )
 from bootstrap.transport.host import SSHHost
 from bootstrap.transport.knownhosts import KnownHosts
+from bootstrap.transport.sshlib import paramiko
 
 __all__ = [
     "AUTH_TIMEOUT",

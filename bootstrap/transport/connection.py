@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paramiko
-
 from bootstrap.errors import (
     AuthenticationFailed,
     HostUnreachable,
@@ -38,6 +36,7 @@ from bootstrap.transport.knownhosts import (
     host_key_name,
     mismatch_error,
 )
+from bootstrap.transport.sshlib import paramiko
 
 log = logging.getLogger("bootstrap.transport")
 

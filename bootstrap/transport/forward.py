@@ -19,7 +19,7 @@ import struct
 import threading
 from typing import Any
 
-import paramiko
+from bootstrap.transport.sshlib import paramiko
 
 log = logging.getLogger("bootstrap.transport")
 

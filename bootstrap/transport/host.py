@@ -20,8 +20,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import paramiko
-
 from bootstrap import model
 from bootstrap.errors import (
     AuthenticationFailed,
@@ -34,6 +32,7 @@ from bootstrap.model import CommandResult, FileSpec, RemoteFile
 from bootstrap.transport import remote_sh
 from bootstrap.transport.connection import CHANNEL_OPEN_TIMEOUT, DEFAULT_COMMAND_TIMEOUT
 from bootstrap.transport.forward import Forwarder
+from bootstrap.transport.sshlib import paramiko
 
 STDERR_TAIL = 2000  # characters of stderr kept in RemoteCommandFailed messages
 CHUNK = 64 * 1024

@@ -25,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paramiko
-
 from bootstrap.errors import HostKeyMismatch, HostKeyUnknown
+from bootstrap.transport.sshlib import paramiko
 
 log = logging.getLogger("bootstrap.transport")
 
