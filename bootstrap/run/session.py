@@ -260,7 +260,10 @@ class Session:
         )
 
     def close(self) -> None:
+        from bootstrap.transport.httpcheck import close_idle_connections
+
         self._exit.close()
+        close_idle_connections()  # they ran through the tunnels just closed
         if self._hosts and not self._borrowed_hosts:
             for host in self._hosts.values():
                 with contextlib.suppress(Exception):

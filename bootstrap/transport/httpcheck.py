@@ -14,8 +14,11 @@ it into their own message + hint.
 from __future__ import annotations
 
 import http.client
+import os
+import select
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -177,71 +180,234 @@ def request(
     from ``host``, e.g. when ``host`` is the local end of an SSH tunnel. ``context`` lets a
     caller reuse a context built by ``make_context``. ``label`` names the server in
     messages instead of ``host:port`` (a tunnel's local port means nothing to the reader).
+
+    Connections are kept alive and reused by later requests to the same server with the
+    same TLS settings (see ``_IdleConnections``). A GET that fails on a reused connection
+    (the server or the tunnel closed it while idle) is sent once more on a new one; other
+    methods always get a new connection, so nothing is ever sent twice.
     """
-    conn: http.client.HTTPConnection
     where = label or f"{host}:{port}"
-    if tls is None:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    else:
-        ctx = context if context is not None else make_context(tls)
-        conn = _HTTPSConnection(host, port, timeout=timeout, context=ctx, server_name=server_name)
+    key = _pool_key(host, port, tls, server_name, context)
+    reusable = method == "GET"
+    conn = _IDLE.take(key) if reusable else None
+    if conn is not None:
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        try:
+            return _exchange(conn, key, method, path, body, headers)
+        except (OSError, http.client.HTTPException):
+            conn.close()  # gone while idle: a new connection below says what is wrong now
+    conn = _new_connection(host, port, tls, timeout, server_name, context)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        data = response.read()
-        return HTTPResult(status=response.status, body=data)
-    except ssl.SSLCertVerificationError as exc:
-        raise HTTPCheckError(
+        return _exchange(conn, key, method, path, body, headers)
+    except BaseException as exc:
+        conn.close()
+        error = _classify(exc, where, tls, server_name or host, timeout)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _exchange(
+    conn: http.client.HTTPConnection,
+    key: tuple[object, ...],
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str] | None,
+) -> HTTPResult:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    if response.will_close:
+        conn.close()
+    else:
+        _IDLE.give(key, conn)
+    return HTTPResult(status=response.status, body=data)
+
+
+def _new_connection(
+    host: str,
+    port: int,
+    tls: ClientTLS | None,
+    timeout: float,
+    server_name: str | None,
+    context: ssl.SSLContext | None,
+) -> http.client.HTTPConnection:
+    if tls is None:
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+    ctx = context if context is not None else _context(tls)
+    return _HTTPSConnection(host, port, timeout=timeout, context=ctx, server_name=server_name)
+
+
+def _classify(
+    exc: BaseException, where: str, tls: ClientTLS | None, name: str, timeout: float
+) -> BaseException:
+    """The HTTPCheckError for a failed exchange (anything unexpected is passed on)."""
+    if isinstance(exc, HTTPCheckError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return HTTPCheckError(
             f"TLS: the server certificate of {where} was not accepted "
             f"({exc.verify_message}; trusted CA file {describe(tls.ca) if tls else None})",
             kind="tls-server",
-            hint="the server's certificate must chain to that CA and carry the name/IP "
-            f"{server_name or host} as a SAN",
-        ) from exc
-    except ssl.SSLError as exc:
+            hint=f"the server's certificate must chain to that CA and carry the name/IP {name} "
+            "as a SAN",
+        )
+    if isinstance(exc, ssl.SSLError):
         reason = _reason(exc)
         if (
             tls is not None
             and tls.cert is not None
             and any(a in reason.upper() for a in _CLIENT_CERT_ALERTS)
         ):
-            raise HTTPCheckError(
+            return HTTPCheckError(
                 f"TLS: {where} refused our client certificate {describe(tls.cert)} ({reason})",
                 kind="tls-client",
                 hint=f"the client certificate {describe(tls.cert)} must be signed by the CA the "
                 "server trusts and be valid now",
-            ) from exc
-        raise HTTPCheckError(
+            )
+        return HTTPCheckError(
             f"TLS handshake with {where} failed: {reason} ({tls.describe() if tls else 'plain'})",
             kind="tls-server" if "CERTIFICATE_VERIFY" in reason.upper() else "connection",
             hint="is it really a TLS endpoint, and are the CA and client cert the right ones?",
-        ) from exc
-    except ConnectionRefusedError as exc:
-        raise HTTPCheckError(
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return HTTPCheckError(
             f"connection to {where} refused",
             kind="refused",
             hint="nothing listens there: is the component running (and the tunnel up)?",
-        ) from exc
-    except TimeoutError as exc:
-        raise HTTPCheckError(
+        )
+    if isinstance(exc, TimeoutError):
+        return HTTPCheckError(
             f"no answer from {where} within {timeout:g}s",
             kind="timeout",
             hint="the host or component is not answering; check it is up and reachable",
-        ) from exc
-    except http.client.HTTPException as exc:
-        raise HTTPCheckError(
+        )
+    if isinstance(exc, http.client.HTTPException):
+        return HTTPCheckError(
             f"bad HTTP exchange with {where}: {type(exc).__name__}: {exc}",
             kind="protocol",
             hint="is this the right port for the component (HTTP vs HTTPS)?",
-        ) from exc
-    except OSError as exc:
-        raise HTTPCheckError(
+        )
+    if isinstance(exc, OSError):
+        return HTTPCheckError(
             f"connection to {where} failed: {exc.strerror or exc}",
             kind="connection",
             hint="check the host is up and the port is right",
-        ) from exc
-    finally:
+        )
+    return exc
+
+
+# --- kept-alive connections and TLS contexts --------------------------------------------
+#
+# A wait polls the same few endpoints every 50-250 ms and verify asks each of them again:
+# a new TCP connection through the SSH tunnel, a TLS handshake and two PEM files parsed
+# for every request cost more CPU than the request itself, on machines whose cores are
+# busy starting the control plane. Connections stay open between requests instead.
+# Reusing one is safe: a connection is bound to the socket the tunnel accepted for it, so
+# it can only ever reach the server it was opened to (a closed tunnel makes it fail, and
+# the GET is retried on a new connection); the TLS identity was checked when it opened.
+
+
+def _files_signature(tls: ClientTLS | None) -> tuple[object, ...]:
+    """What a context was built from: a rewritten CA, cert or key file gets a new one."""
+    if tls is None:
+        return ()
+    out: list[object] = []
+    for path in (tls.ca, tls.cert, tls.key):
+        if path is None:
+            out.append(None)
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(("missing", str(path)))  # make_context names the problem
+            continue
+        out.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _pool_key(
+    host: str,
+    port: int,
+    tls: ClientTLS | None,
+    server_name: str | None,
+    context: ssl.SSLContext | None,
+) -> tuple[object, ...]:
+    return (host, port, server_name, tls, id(context), _files_signature(tls))
+
+
+_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _context(tls: ClientTLS) -> ssl.SSLContext:
+    key = (tls, _files_signature(tls))
+    with _CONTEXTS_LOCK:
+        found = _CONTEXTS.get(key)
+    if found is None:
+        found = make_context(tls)  # raises HTTPCheckError: nothing is cached then
+        with _CONTEXTS_LOCK:
+            _CONTEXTS[key] = found
+    return found
+
+
+class _IdleConnections:
+    """Open connections nobody uses right now, by server + TLS settings."""
+
+    PER_KEY = 4  # parallel waits and verify use at most a few per endpoint
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[object, ...], list[http.client.HTTPConnection]] = {}
+
+    def take(self, key: tuple[object, ...]) -> http.client.HTTPConnection | None:
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                conn = idle.pop() if idle else None
+            if conn is None:
+                return None
+            if _still_open(conn):
+                return conn
+            conn.close()
+
+    def give(self, key: tuple[object, ...], conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.PER_KEY:
+                idle.append(conn)
+                return
         conn.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            idle = [c for conns in self._idle.values() for c in conns]
+            self._idle.clear()
+        for conn in idle:
+            conn.close()
+
+
+def _still_open(conn: http.client.HTTPConnection) -> bool:
+    """An idle connection has nothing to read: readable means EOF or a reset (closed)."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+_IDLE = _IdleConnections()
+
+
+def close_idle_connections() -> None:
+    """Close every kept-alive connection (when the tunnels they run through close)."""
+    _IDLE.close_all()
 
 
 def get(
