@@ -204,6 +204,11 @@ class Session:
         with self._lock:
             self._written.setdefault(name, []).extend(changes)
 
+    def wrote_anything(self) -> bool:
+        """Whether this run has written a file on any host (a pod may restart for it)."""
+        with self._lock:
+            return any(self._written.values())
+
     def written(self) -> dict[str, list[FileChange]]:
         with self._lock:
             return {k: list(v) for k, v in self._written.items()}
