@@ -18,11 +18,13 @@ say "TLS" and name the certificate file that was used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +156,56 @@ class SnapshotInfo:
     hash_verified: bool  # etcd's embedded checksum was present and matched
 
 
+class _SharedChannels:
+    """gRPC channels kept open between EtcdClient objects for the same member and files.
+
+    A wait polls every member a few times a second and verify asks each several things:
+    a new channel each time is a new connection through the SSH tunnel, a TLS handshake
+    and an HTTP/2 setup. A channel that failed once is retired, never handed out again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[object, ...], Any] = {}
+        self._retired: list[Any] = []
+
+    def get(self, key: tuple[object, ...], open_channel: Callable[[], Any]) -> tuple[Any, bool]:
+        """(the channel's client, whether it was open already)."""
+        with self._lock:
+            found = self._open.get(key)
+        if found is not None:
+            return found, True
+        client = open_channel()
+        with self._lock:
+            self._open.setdefault(key, client)
+            if self._open[key] is not client:
+                self._retired.append(client)  # another thread opened one at the same time
+        return client, False
+
+    def retire(self, key: tuple[object, ...], client: Any) -> None:
+        with self._lock:
+            if self._open.get(key) is client:
+                del self._open[key]
+                self._retired.append(client)
+
+    def close_all(self) -> None:
+        with self._lock:
+            clients = [*self._open.values(), *self._retired]
+            self._open.clear()
+            self._retired.clear()
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+_CHANNELS = _SharedChannels()
+
+
+def close_shared_channels() -> None:
+    """Close every kept channel (when the tunnels they run through close)."""
+    _CHANNELS.close_all()
+
+
 class EtcdClient:
     """A connection to one etcd member (through a tunnel: host 127.0.0.1, the local port).
 
@@ -183,9 +235,14 @@ class EtcdClient:
         self._gateway_tls = httpcheck.ClientTLS(ca=tls.ca, cert=tls.cert, key=tls.key)
         try:
             # Loads and checks the three files (PEM, key matches cert) before any network.
-            self._ssl_context = httpcheck.make_context(self._gateway_tls)
+            self._ssl_context = httpcheck.context_for(self._gateway_tls)
         except httpcheck.HTTPCheckError as exc:
             raise EtcdError(exc.message, hint=exc.hint) from None
+        self._key = (host, port, server_name, httpcheck.files_signature(self._gateway_tls))
+        self._client, self._reused = _CHANNELS.get(self._key, self._open_channel)
+
+    def _open_channel(self) -> Any:
+        host, port, server_name, tls = self.host, self.port, self.server_name, self.tls
         options: list[tuple[str, Any]] = [
             # A tunnel endpoint is loopback: an http_proxy from the environment must never apply.
             ("grpc.enable_http_proxy", 0),
@@ -193,13 +250,13 @@ class EtcdClient:
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         try:
-            self._client: Any = pyetcd.client(
+            return pyetcd.client(
                 host=_url_host(host),
                 port=port,
                 ca_cert=str(tls.ca),
                 cert_key=str(tls.key),
                 cert_cert=str(tls.cert),
-                timeout=timeout,
+                timeout=self.timeout,
                 grpc_options=options,
             )
         except (OSError, ValueError) as exc:
@@ -223,7 +280,8 @@ class EtcdClient:
         self.close()
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing to do: the channel stays open for the next client of this member (see
+        _SharedChannels); ``close_shared_channels`` ends them with the tunnels."""
 
     # --- reads (gRPC) -----------------------------------------------------------------
 
@@ -231,6 +289,7 @@ class EtcdClient:
         response = self._rpc(
             "member list",
             lambda: self._client.clusterstub.MemberList(etcdrpc.MemberListRequest(), self.timeout),
+            read_only=True,
         )
         return [_member_from_pb(m) for m in response.members]
 
@@ -238,6 +297,7 @@ class EtcdClient:
         r = self._rpc(
             "status",
             lambda: self._client.maintenancestub.Status(etcdrpc.StatusRequest(), self.timeout),
+            read_only=True,
         )
         applied = _unknown_varint(r, _STATUS_RAFT_APPLIED_INDEX)
         return Status(
@@ -259,6 +319,7 @@ class EtcdClient:
         response = self._rpc(
             "alarm list",
             lambda: self._client.maintenancestub.Alarm(request, self.timeout),
+            read_only=True,
         )
         return [
             Alarm(
@@ -400,10 +461,26 @@ class EtcdClient:
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _rpc(self, what: str, call: Callable[[], T], *, timeout: float | None = None) -> T:
+    def _rpc(
+        self,
+        what: str,
+        call: Callable[[], T],
+        *,
+        timeout: float | None = None,
+        read_only: bool = False,
+    ) -> T:
         try:
             return call()
         except grpc.RpcError as exc:
+            # A failed channel is never handed out again: the next client connects anew
+            # instead of inheriting gRPC's reconnect back-off.
+            _CHANNELS.retire(self._key, self._client)
+            if self._reused and read_only and exc.code() == grpc.StatusCode.UNAVAILABLE:
+                # The kept channel broke while idle (the member restarted, or its tunnel
+                # closed). A read is asked again on a new connection, which also says in
+                # the usual words what is wrong now.
+                self._client, self._reused = _CHANNELS.get(self._key, self._open_channel)
+                return self._rpc(what, call, timeout=timeout)
             raise self._rpc_error(
                 what, exc, timeout if timeout is not None else self.timeout
             ) from None

@@ -8,6 +8,7 @@ client credentials.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -269,6 +270,9 @@ class Session:
 
         self._exit.close()
         close_idle_connections()  # they ran through the tunnels just closed
+        etcd_client = sys.modules.get("bootstrap.etcd.client")  # not imported: no channels
+        if etcd_client is not None:
+            etcd_client.close_shared_channels()
         if self._hosts and not self._borrowed_hosts:
             for host in self._hosts.values():
                 with contextlib.suppress(Exception):

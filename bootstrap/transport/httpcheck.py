@@ -237,7 +237,7 @@ def _new_connection(
 ) -> http.client.HTTPConnection:
     if tls is None:
         return http.client.HTTPConnection(host, port, timeout=timeout)
-    ctx = context if context is not None else _context(tls)
+    ctx = context if context is not None else context_for(tls)
     return _HTTPSConnection(host, port, timeout=timeout, context=ctx, server_name=server_name)
 
 
@@ -311,7 +311,7 @@ def _classify(
 # the GET is retried on a new connection); the TLS identity was checked when it opened.
 
 
-def _files_signature(tls: ClientTLS | None) -> tuple[object, ...]:
+def files_signature(tls: ClientTLS | None) -> tuple[object, ...]:
     """What a context was built from: a rewritten CA, cert or key file gets a new one."""
     if tls is None:
         return ()
@@ -336,15 +336,16 @@ def _pool_key(
     server_name: str | None,
     context: ssl.SSLContext | None,
 ) -> tuple[object, ...]:
-    return (host, port, server_name, tls, id(context), _files_signature(tls))
+    return (host, port, server_name, tls, id(context), files_signature(tls))
 
 
 _CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
 _CONTEXTS_LOCK = threading.Lock()
 
 
-def _context(tls: ClientTLS) -> ssl.SSLContext:
-    key = (tls, _files_signature(tls))
+def context_for(tls: ClientTLS) -> ssl.SSLContext:
+    """make_context(tls), built once per set of files (a rewritten file gets a new one)."""
+    key = (tls, files_signature(tls))
     with _CONTEXTS_LOCK:
         found = _CONTEXTS.get(key)
     if found is None:
