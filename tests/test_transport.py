@@ -356,11 +356,23 @@ def test_stat_files(host: SSHHost, tmp_path: Path) -> None:
     odd.write_bytes(b"")
     odd.chmod(0o600)
     absent = tmp_path / "absent"
-    result = host.stat_files([str(a), str(absent), str(odd)])
+    # sha256sum and stat escape these names: looked at one by one, same answer
+    escaped = tmp_path / "new\nline \\ back"
+    escaped.write_bytes(b"beta")
+    escaped.chmod(0o644)
+    many = [tmp_path / f"f{i}" for i in range(40)]
+    for i, path in enumerate(many):
+        path.write_bytes(str(i).encode())
+    result = host.stat_files([str(a), str(absent), str(odd), str(escaped), *map(str, many)])
     assert result == {
         str(a): RemoteFile(hashlib.sha256(b"alpha\n").hexdigest(), 0o640),
         str(absent): None,
         str(odd): RemoteFile(hashlib.sha256(b"").hexdigest(), 0o600),
+        str(escaped): RemoteFile(hashlib.sha256(b"beta").hexdigest(), 0o644),
+        **{
+            str(p): RemoteFile(hashlib.sha256(b"%d" % i).hexdigest(), p.stat().st_mode & 0o777)
+            for i, p in enumerate(many)
+        },
     }
     assert host.stat_files([]) == {}
     with pytest.raises(RemoteCommandFailed, match="not a regular file"):
