@@ -199,12 +199,14 @@ def load_inventory(path: Path, console: Console) -> Inventory:
 
 
 def make_session(args: argparse.Namespace) -> Session:
+    from bootstrap.cli import warmup
     from bootstrap.cli.argcheck import check_local_args, run_local_check
     from bootstrap.local.files import check_writable_dir
     from bootstrap.local.memfile import sweep_stale
     from bootstrap.run.session import Options, Session, default_state_dir
 
     check_local_args(args)  # every flag a host is not needed for, before any host
+    warmup.start()
     console = make_console(args)
     inventory = load_inventory(args.inventory, console)
     options = Options(

@@ -100,10 +100,12 @@ def wait_for(
     required: Sequence[str] | None = None,
     *,
     require_running: bool = True,
+    fast: Callable[[], bool] | None = None,
 ) -> None:
     """Poll probe() until it says ok; show progress; fail fast on a pod that cannot start.
 
-    probe returns (ok, progress text, names of masters still failing). ``required``: the
+    probe returns (ok, progress text, names of masters still failing). ``fast``: when it
+    says so, poll at the fast pace whatever the time (the end is near). ``required``: the
     masters whose pods must come up (None: all); only their pods can fail the wait early.
     With ``require_running``, an ok probe is confirmed against the node's own view: every
     required master's pod must be reported running, as verify demands. Without it, an
@@ -146,7 +148,8 @@ def wait_for(
     def interval(waited: float) -> float:
         # Most answers arrive within the first two seconds: poll faster there, then at the
         # configured interval.
-        return min(pace, FAST_POLL_INTERVAL) if waited < FAST_POLL_WINDOW else pace
+        near_end = waited < FAST_POLL_WINDOW or (fast is not None and fast())
+        return min(pace, FAST_POLL_INTERVAL) if near_end else pace
 
     text, _ = poll(what, attempt, timeout, interval, progress=progress, timeout_error=timed_out)
     session.console.event(phase, f"{what}: {text}")
@@ -396,16 +399,37 @@ def _apiserver_live(session: Session, name: str, tls: ClientTLS) -> tuple[bool, 
     return True, "live and ready"
 
 
-def wait_for_apiservers(session: Session, required: Sequence[str] | None = None) -> None:
+def wait_for_apiservers(
+    session: Session,
+    required: Sequence[str] | None = None,
+    *,
+    when_answering: Callable[[], None] | None = None,
+) -> None:
+    """Until every required apiserver is live (its etcd check ok) and ready.
+
+    ``when_answering`` is called once, as soon as every one of them answers HTTPS at all
+    (from then on the wait also polls at the fast pace: the rest of an apiserver's start,
+    its post-start hooks, takes a second or two, and an answering server is cheap to ask
+    over a kept-alive connection).
+    """
     masters = _required(session, required)
     if not masters:
         return
+    all_answering = False
+    silent = set(_STARTING.values())
 
     def probe() -> tuple[bool, str, list[str]]:
+        nonlocal all_answering
+
         def one(master: Master, _host: object) -> tuple[bool, str]:
             return _apiserver_live(session, master.name, kubeconfig_tls(session, master.name))
 
-        return _tally(session.each_host(one, masters), "apiservers live and ready")
+        results = session.each_host(one, masters)
+        if not all_answering and all(text not in silent for _, text in results.values()):
+            all_answering = True
+            if when_answering is not None:
+                when_answering()
+        return _tally(results, "apiservers live and ready")
 
     wait_for(
         session,
@@ -415,6 +439,7 @@ def wait_for_apiservers(session: Session, required: Sequence[str] | None = None)
         probe,
         session.inventory.timeouts.apiserver_ready,
         [m.name for m in masters],
+        fast=lambda: all_answering,
     )
 
 
