@@ -60,6 +60,7 @@ class CountingRelay:
             for sock in pair:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
 
     def close(self) -> None:
         self._listener.close()
