@@ -155,9 +155,12 @@ def roll_out(
     fresh, rolling = delivery.classify(session, component)
     if fresh:
         if first_ahead and len(fresh) > 1:
+            first = fresh[0].name
+            writes_before = len(session.written().get(first, []))
             delivery.deliver(session, phase, component, fresh[:1])
-            if delivery.first_settles:
-                waits.wait_briefly_until_started(session, fresh[0].name, component)
+            # Only a pod that starts now needs the head start (nothing written: nothing starts).
+            if delivery.first_settles and len(session.written().get(first, [])) > writes_before:
+                waits.wait_briefly_until_started(session, first, component)
             delivery.deliver(session, phase, component, fresh[1:])
         else:
             delivery.deliver(session, phase, component, fresh)
