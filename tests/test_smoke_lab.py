@@ -90,6 +90,18 @@ def test_full_control_plane_init_verify_kubectl_rerun_and_fault(
     print(first.stdout, first.stderr)
     assert first.returncode == 0, first.stderr
     assert "components checked: " + ", ".join(COMPONENTS) in first.stdout
+    # A fresh cluster starts in overlapping steps (workflow/init.py): apiservers while etcd
+    # forms quorum, controller-manager and scheduler once every apiserver answers.
+    events = first.stderr.splitlines()
+
+    def at(text: str) -> int:
+        found = [i for i, line in enumerate(events) if text in line]
+        assert found, f"no progress line with {text!r}"
+        return found[0]
+
+    assert at("apiserver manifests pushed now") < at("etcd quorum:")
+    assert at("etcd quorum:") < at("controller-manager and scheduler pushed")
+    assert at("controller-manager and scheduler pushed") < at("3/3 apiservers live and ready")
 
     # etcd: three voters with the inventory's names and peer URLs, through SSH tunnels with
     # the apiserver's own client certificate.
