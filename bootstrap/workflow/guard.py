@@ -27,6 +27,7 @@ import yaml
 
 from bootstrap.errors import InputError
 from bootstrap.inventory.model import COMPONENTS, KUBERNETES_DIR, MANIFESTS_DIR, Inventory, Master
+from bootstrap.local import yamltext
 from bootstrap.model import RemoteHost
 from bootstrap.run.session import Session
 
@@ -81,7 +82,7 @@ def read_hosts(session: Session, masters: Sequence[Master] | None = None) -> dic
 
 def manifest_image(data: bytes) -> str | None:
     try:
-        doc = yaml.safe_load(data)
+        doc = yamltext.load(data)  # libyaml: the apiserver's manifest is large
         return str(doc["spec"]["containers"][0]["image"])
     except (yaml.YAMLError, KeyError, IndexError, TypeError):
         return None
