@@ -1,7 +1,8 @@
 """http delivery on the namespace lab: `bootstrap serve` on the bridge address, the lab
 kubelet polling its URL, a file-delivered cluster switched to `init --delivery http`
-(etcd keeps quorum from served manifests, file copies removed), then the kubelet
-URL-source behaviours the product relies on:
+master by master (file removed, pod stopped, then served; a master whose switch fails
+gets its file back; etcd keeps quorum throughout), then the kubelet URL-source behaviours
+the product relies on:
 
 - an inventory edit (an etcd extra arg) re-published by init restarts etcd master by
   master with the new flag;
@@ -158,13 +159,48 @@ def test_http_delivery_end_to_end(lab: LabInfo, server: Server, tmp_path: Path) 
     on_files = {h: pod(h) for h in hosts}
     assert all("etcd.yaml" in manifests_on_host(h) for h in hosts)
 
+    # --- a switch that fails on one master is undone there: its file comes back ---------
+    # The last master has fetched its (empty) document once, as a node pointed at the
+    # URL earlier has, and then loses the server (its fetches are refused): its etcd file
+    # goes, but the pod never arrives from the URL. init gives up after componentReady
+    # and writes the file back. The masters switched before it stay switched; quorum
+    # holds throughout.
+    last, port = hosts[-1], server.url.rsplit(":", 1)[1]
+    token = delivery.load_tokens(state)[last]
+    config = delivery.runner_config(delivery.node_url(server.url, last), token)
+    api.exec_in(last, ["sh", "-c", f"umask 077; cat > {delivery.LAB_RUNNER_CONFIG}"],
+                input=config)
+    empty = delivery.publish(state, last, {})
+    until(lambda: delivery.read_fetched(state, last) == empty, f"{last} to fetch once")
+    block = ["OUTPUT", "-p", "tcp", "-d", BRIDGE, "--dport", port, "-j", "REJECT"]
+    blocked = api.exec_in(last, ["iptables", "-I", *block])
+    assert blocked.returncode == 0, blocked.stderr
+    short = tmp_path / "short-timeouts.yaml"
+    short.write_text(inventory.read_text() + "\ntimeouts:\n  componentReady: 15\n")
+    failed = bootstrap("init", "--inventory", str(short), "--state-dir", str(state), *http)
+    assert failed.returncode == 1, failed.stderr
+    assert "did not fetch its manifest document" in failed.stderr, failed.stderr
+    assert "switch failed: /etc/kubernetes/manifests/etcd.yaml written back" in failed.stderr
+    assert "etcd.yaml" in manifests_on_host(last)
+    until(lambda: (pod(last) or {}).get("phase") == "Running", f"etcd on {last} from its file")
+    assert pod(last)["source"] == "/etc/kubernetes/manifests/etcd.yaml"  # type: ignore[index]
+    assert "etcd" not in delivery.load_published(state, last), "taken out of its document"
+    for host in hosts[:-1]:
+        assert pod(host)["source"] == delivery.node_url(server.url, host)  # type: ignore[index]
+        assert "etcd.yaml" not in manifests_on_host(host)
+    unblocked = api.exec_in(last, ["iptables", "-D", *block])
+    assert unblocked.returncode == 0, unblocked.stderr
+    until(lambda: bootstrap("verify", *common, "--components", "etcd").returncode == 0,
+          "etcd healthy on every master again", timeout=90)
+
     # --- pods now come from the URL: etcd keeps quorum on served manifests --------------
     first = bootstrap("init", *common, *http)
     assert first.returncode == 0, first.stderr
     assert first.stderr.count("switching to the served manifest") >= len(hosts)
     for host in hosts:
-        # The lab kubelet keys pods by name + spec: an identical pod is not restarted.
-        assert pod(host)["pid"] == on_files[host]["pid"]  # type: ignore[index]
+        # Each pod left its file before the URL defined it (a real kubelet refuses the
+        # URL's pod while the file's holds the host ports): one restart, from the URL.
+        assert pod(host)["pid"] != on_files[host]["pid"]  # type: ignore[index]
         etcd = pod(host)
         assert etcd is not None and etcd["phase"] == "Running", (host, etcd)
         assert etcd["source"] == delivery.node_url(server.url, host), etcd["source"]

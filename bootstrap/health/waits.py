@@ -49,6 +49,7 @@ POD_STATE_EVERY = 2.0  # seconds between reads of the node's pod states while wa
 FAST_POLL_WINDOW = 2.0  # seconds at the start of a wait polled at FAST_POLL_INTERVAL
 FAST_POLL_INTERVAL = 0.1
 FATAL_PHASES = ("ImageUnavailable", "Failed")  # a pod in these will not come up by waiting
+STOPPED_PHASES = ("Absent", "Exited", "Failed")  # the node runs no process of the pod
 
 
 def etcd_tls(session: Session, name: str) -> TLSFiles:
@@ -253,6 +254,33 @@ def wait_for_new_instance(session: Session, name: str, component: str, before: s
         component_timeout(session, component),
         require_running=False,
     )
+
+
+def wait_until_stopped(session: Session, name: str, component: str) -> None:
+    """Until the node no longer runs the pod (its manifest was taken away): no container,
+    or only exited ones. A real kubelet admits a pod of the same name from another source
+    only once this one is gone (its host ports are free again)."""
+    from bootstrap.node.podstate import read_pod_states
+
+    def probe() -> tuple[bool, str, list[str]]:
+        state = read_pod_states(session.host(name))[component]
+        stopped = state.phase in STOPPED_PHASES
+        return stopped, f"{name}: {state.describe()}", [] if stopped else [name]
+
+    wait_for(session, "rollout", f"{component} on {name} to stop", component, probe,
+             component_timeout(session, component), required=[], require_running=False)
+
+
+def wait_until_running(session: Session, name: str, component: str) -> None:
+    """Until the node runs the pod (a pod the node reports cannot start fails at once)."""
+    from bootstrap.node.podstate import read_pod_states
+
+    def probe() -> tuple[bool, str, list[str]]:
+        state = read_pod_states(session.host(name))[component]
+        return state.running, f"{name}: {state.describe()}", [] if state.running else [name]
+
+    wait_for(session, "rollout", f"{component} on {name} to run", component, probe,
+             component_timeout(session, component), required=[name], require_running=False)
 
 
 # --- etcd -----------------------------------------------------------------------------

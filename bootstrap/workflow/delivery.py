@@ -8,6 +8,8 @@ node only and records which document each node last fetched
 the rollout keeps its order and health gates: new pods are published to every master
 together, a pod whose spec changes is re-published master by master, each time waiting
 until the node fetched the new document, runs the new instance and the cluster is healthy.
+A pod that still runs from a file-delivered manifest moves to the URL master by master
+too: file removed, pod stopped, then published (``switch_from_file``).
 A server that re-rendered on every inventory save would restart every etcd member at
 once; that is why the server serves what init published and renders nothing itself.
 
@@ -315,7 +317,7 @@ def deliver(
     masters: Sequence[Master],
     support: Callable[[FileChange], bool] | None = None,
 ) -> None:
-    """Publish ``component`` to each master, wait for the fetch, drop the file copy."""
+    """Publish ``component`` to each master and wait until each node fetched it."""
     if not masters:
         return
     if support is not None:
@@ -332,19 +334,90 @@ def deliver(
             session.console.event(phase, f"published {component}", master.name)
         wanted[master.name] = publish(session.state_dir, master.name, pods)
     _wait_fetched(session, phase, wanted)
-    # Only now that the URL defines the pod may the file go: removing it first would stop
-    # the pod until the next fetch. (The lab kubelet keys a pod by name + spec, so it keeps
-    # running; a real kubelet derives the pod UID from its source and restarts it once.)
-    for master in masters:
-        if _host_manifest(session, master.name, component).remote is not None:
-            path = f"{MANIFESTS_DIR}/{component}.yaml"
-            session.host(master.name).remove_files([path])
-            session.console.event(phase, f"removed {path} (now served)", master.name)
+
+
+def switch_from_file(
+    session: Session,
+    phase: str,
+    component: str,
+    master: Master,
+    support: Callable[[FileChange], bool] | None,
+    settle: Callable[[], None],
+) -> None:
+    """Move one master's pod from its manifest file to the URL, never defining it twice.
+
+    A real kubelet keys a static pod by its source: the URL's pod is a second pod beside
+    the file's, refused at admission (NodePorts: the manifests declare hostPorts) while
+    the file's runs, and never admitted later while the document stays the same. So: the
+    file goes first, the node stops the pod, and only then does the document gain it;
+    then the new pod must run and pass the health gate (``settle``). If any step fails,
+    the pod leaves the document again and the file comes back: the master keeps its pod.
+    """
+    from bootstrap.health import waits
+    from bootstrap.transport.push import backup_dir_name
+    from bootstrap.workflow.steps import push_subset
+
+    name = master.name
+    host = session.host(name)
+    path = f"{MANIFESTS_DIR}/{component}.yaml"
+    on_host = _host_manifest(session, name, component)
+    assert on_host.remote is not None
+    original = FileSpec(path, host.read_file(path), on_host.remote.mode)
+    if support is not None:
+        push_subset(session, phase, support, [master])
+    # The node fetches its document, without this pod, before the file goes. A kubelet
+    # stops no pod until every source it has has answered once (sourcesReady; a 404 is
+    # no answer), so without a fetched document the file's pod would run on. And a
+    # switch that published before removing the file (older versions) may have left a
+    # refused copy of the URL's pod in the kubelet, which only a document without it clears.
+    pods = load_published(session.state_dir, name)
+    pods.pop(component, None)
+    _wait_fetched(session, phase, {name: publish(session.state_dir, name, pods)})
+    host.backup_files([path], backup_dir_name())
+    host.remove_files([path])
+    session.console.event(phase, f"removed {path} (to be served)", name)
+    try:
+        waits.wait_until_stopped(session, name, component)
+        deliver(session, phase, component, [master])
+        waits.wait_until_running(session, name, component)
+        settle()
+    except BaseException:
+        _restore_file(session, phase, component, master, original)
+        raise
+
+
+def _restore_file(
+    session: Session, phase: str, component: str, master: Master, original: FileSpec
+) -> None:
+    """A failed switch: the pod leaves the node's document (and, if the node had fetched
+    it, stops), then its manifest file is written back. Each step is tried; the file is
+    always written back."""
+    from bootstrap.health import waits
+
+    name = master.name
+    problems: list[str] = []
+    try:
+        pods = load_published(session.state_dir, name)
+        served = digest(encode_document(pods)) if component in pods else None
+        if served is not None:  # published: the URL's pod may be running
+            pods.pop(component)
+            without = publish(session.state_dir, name, pods)
+            if read_fetched(session.state_dir, name) == served:  # the node saw the pod
+                _wait_fetched(session, phase, {name: without})
+            waits.wait_until_stopped(session, name, component)
+    except Exception as exc:  # already failing: whatever else fails, the file goes back
+        problems.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    session.host(name).write_file_atomic(original)
+    note = f" (after: {'; '.join(problems)})" if problems else ""
+    session.console.event(
+        phase, f"switch failed: {original.path} written back, the pod runs from it{note}", name
+    )
 
 
 @dataclass(frozen=True)
 class HttpDelivery:
-    """Pod specs published for ``bootstrap serve``; a node's file copy goes once fetched."""
+    """Pod specs published for ``bootstrap serve``; a node's file copy is switched over
+    one master at a time (`switch_from_file`)."""
 
     support: Callable[[FileChange], bool] | None = None
     first_settles: bool = False
@@ -368,6 +441,16 @@ class HttpDelivery:
 
     def deliver(self, session: Session, phase: str, component: str, masters: list[Master]) -> None:
         deliver(session, phase, component, masters, self.support)
+
+    def replace(
+        self, session: Session, phase: str, component: str, master: Master,
+        settle: Callable[[], None],
+    ) -> None:
+        if _host_manifest(session, master.name, component).remote is not None:
+            switch_from_file(session, phase, component, master, self.support, settle)
+            return
+        self.deliver(session, phase, component, [master])
+        settle()
 
 
 def roll_http(

@@ -84,6 +84,13 @@ class FileDelivery:
     def deliver(self, session: Session, phase: str, component: str, masters: list[Master]) -> None:
         push_subset(session, phase, self.wanted, masters)
 
+    def replace(
+        self, session: Session, phase: str, component: str, master: Master,
+        settle: Callable[[], None],
+    ) -> None:
+        self.deliver(session, phase, component, [master])
+        settle()
+
 
 def roll(
     session: Session,

@@ -132,6 +132,14 @@ class Delivery(Protocol):
         """Hand ``component``'s desired spec (and its support files) to ``masters``."""
         ...
 
+    def replace(
+        self, session: Session, phase: str, component: str, master: Master,
+        settle: Callable[[], None],
+    ) -> None:
+        """Replace ``master``'s running pod: deliver, then ``settle`` (the new instance
+        and the health gate). A delivery that must undo a failed step waits inside."""
+        ...
+
 
 def roll_out(
     session: Session,
@@ -172,11 +180,16 @@ def roll_out(
         verb = "replacing the running pod" if restarts else "switching to the served manifest"
         session.console.event(phase, f"rolling {component}: {verb}", master.name)
         before = waits.pod_instance(session, master.name, component)
-        delivery.deliver(session, phase, component, [master])
-        if restarts and component in session.options.components:
-            waits.wait_for_new_instance(session, master.name, component, before)
+        gate = [*healthy, master.name]
+
+        def settle(name: str = master.name, restarts: bool = restarts,
+                   before: str | None = before, gate: list[str] = gate) -> None:
+            if restarts and component in session.options.components:
+                waits.wait_for_new_instance(session, name, component, before)
+            wait(session, gate)
+
+        delivery.replace(session, phase, component, master, settle)
         healthy.append(master.name)
-        wait(session, healthy)
     # The loop ends with every master healthy, also those whose pod was left alone (the
     # http delivery does not deliver to them): an apiserver whose etcd member restarted in
     # this run reconnects with back-off (floor.md §3) and verify would catch it mid-way.
