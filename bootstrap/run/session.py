@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +24,7 @@ from bootstrap.model import RemoteHost
 if TYPE_CHECKING:
     from bootstrap.etcd.layout import EtcdLayout
     from bootstrap.local.memfile import MemoryFiles
+    from bootstrap.manifests.components import EtcdCluster
     from bootstrap.manifests.plan import MasterPlan
     from bootstrap.pki import ClusterPKI
     from bootstrap.transport.push import FileChange
@@ -67,7 +68,10 @@ class Session:
     _borrowed_hosts: bool = False  # the connections belong to another session (upgrade)
     # Masters of the inventory that are not etcd members yet: the init phases leave them
     # out (``masters``) and the join phase adds them one at a time (bootstrap.workflow.join).
-    pending_joins: set[str] = field(default_factory=set)
+    # Changed only through defer_joins / mark_joined.
+    _pending_joins: set[str] = field(default_factory=set)
+    # Built on first use; dropped when a master's etcd rendering changes (set_etcd_cluster).
+    _plans: dict[str, MasterPlan] | None = None
 
     # --- local, pure parts ------------------------------------------------------
 
@@ -84,29 +88,51 @@ class Session:
 
         return resolve_layout(self, self.state_dir, offline=self.options.offline)
 
-    @cached_property
+    @property
     def plans(self) -> dict[str, MasterPlan]:
-        from bootstrap.manifests.plan import build_plans
+        """Every master's desired tree, built from the inventory, PKI and etcd layout."""
+        plans = self._plans
+        if plans is None:
+            from bootstrap.manifests.plan import build_plans
 
-        return build_plans(
-            self.inventory,
-            self.pki,
-            templates_dir=self.options.templates_dir,
-            etcd_cluster_for=self.etcd_layout.cluster_for,
-        )
+            plans = build_plans(
+                self.inventory,
+                self.pki,
+                templates_dir=self.options.templates_dir,
+                etcd_cluster_for=self.etcd_layout.cluster_for,
+            )
+            self._plans = plans
+        return plans
 
-    def replan(self, name: str) -> None:
-        """Forget the plans and ``name``'s diff: its etcd rendering changed (a join)."""
-        self.__dict__.pop("plans", None)
+    def set_etcd_cluster(self, name: str, cluster: EtcdCluster) -> None:
+        """``name``'s etcd is rendered with ``cluster`` from now on (a join): the plans and
+        ``name``'s diff are computed again on their next use."""
+        self.etcd_layout.set_cluster(name, cluster)
+        self._plans = None
         with self._lock:
             self._diffs.pop(name, None)
+
+    # --- masters joining the cluster ------------------------------------------------
+
+    @property
+    def pending_joins(self) -> frozenset[str]:
+        """Inventory masters that are not etcd members yet (left out of ``masters``)."""
+        return frozenset(self._pending_joins)
+
+    def defer_joins(self, names: Iterable[str]) -> None:
+        """Leave ``names`` out of ``masters`` until each has joined (mark_joined)."""
+        self._pending_joins.update(names)
+
+    def mark_joined(self, name: str) -> None:
+        """``name`` is a voting member now: it counts among ``masters`` again."""
+        self._pending_joins.discard(name)
 
     @property
     def masters(self) -> tuple[Master, ...]:
         """The masters in (or forming) the cluster: the inventory minus pending joins."""
-        if not self.pending_joins:
+        if not self._pending_joins:
             return self.inventory.masters
-        return tuple(m for m in self.inventory.masters if m.name not in self.pending_joins)
+        return tuple(m for m in self.inventory.masters if m.name not in self._pending_joins)
 
     def cluster_ca_sha256(self) -> str:
         first = self.inventory.masters[0].name

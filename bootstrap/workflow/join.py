@@ -154,7 +154,7 @@ def begin_init(session: Session) -> None:
         f"{view.name_of(view.leader())}; joining {names} one at a time after the existing "
         "masters converge",
     )
-    session.pending_joins.update(layout.joiners)
+    session.defer_joins(layout.joiners)
 
 
 # --- the join ------------------------------------------------------------------------------
@@ -237,8 +237,7 @@ def _set_rendering(session: Session, joiner: Master, members: Sequence[Member]) 
         cluster = join_cluster(joiner, members, session.inventory)
         record[joiner.name] = cluster
         save_record(session.state_dir, record)
-    session.etcd_layout.set_cluster(joiner.name, cluster)
-    session.replan(joiner.name)
+    session.set_etcd_cluster(joiner.name, cluster)
     return cluster
 
 
@@ -409,7 +408,7 @@ def join_one(session: Session, joiner: Master) -> float:
             f"promoted to voter {member.hex_id} (promote took {promote_seconds:.1f}s)",
             joiner.name,
         )
-    session.pending_joins.discard(joiner.name)
+    session.mark_joined(joiner.name)
     _control_plane(session, joiner)
     waits.wait_for_etcd_quorum(session)
     done = time.monotonic()
@@ -454,7 +453,7 @@ def add_master(session: Session, name: str) -> int:
             )
         session.console.out(f"add-master: {name} is already a voting etcd member; nothing to do")
         return 0
-    session.pending_joins.update(layout.joiners)
+    session.defer_joins(layout.joiners)
     run_preflight(session)
     join_one(session, joiner)
     run_verify(session)
