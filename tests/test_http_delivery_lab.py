@@ -218,6 +218,27 @@ def test_http_delivery_end_to_end(lab: LabInfo, server: Server, tmp_path: Path) 
     plan = bootstrap("plan", "--inventory", str(inventory), "--state-dir", str(state), *http)
     assert plan.returncode == 0 and "plan: 0 changed" in plan.stdout, plan.stdout
 
+    # --- a published document cut short (an operator's edit): named, never a traceback ---
+    document = delivery.published_path(state, hosts[0])
+    good = document.read_bytes()
+    document.write_bytes(good[: len(good) // 2])
+    try:
+        broken = bootstrap("plan", "--inventory", str(inventory), "--state-dir", str(state),
+                           *http)
+        assert broken.returncode == 2, broken.stderr
+        assert "Traceback" not in broken.stderr, broken.stderr
+        assert f"{document}: the document published for {hosts[0]} is unreadable" in (
+            broken.stderr)
+        debug = bootstrap("--debug", "plan", "--inventory", str(inventory), "--state-dir",
+                          str(state), *http)
+        report = broken.stderr[broken.stderr.index("bootstrap: error:"):]
+        assert debug.returncode == 2 and debug.stderr.endswith(report)
+        assert "Traceback (most recent call last)" in debug.stderr
+        assert "json.decoder.JSONDecodeError" in debug.stderr
+        assert not [t for t in delivery.load_tokens(state).values() if t in debug.stderr]
+    finally:
+        document.write_bytes(good)
+
     # --- each node reads only its own document; no key material served ------------------
     tokens = delivery.load_tokens(state)
     for reader in hosts:

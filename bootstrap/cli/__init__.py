@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bootstrap {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every file written")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, also print its cause chain and traceback to stderr (secrets "
+        "redacted); give it before the command: bootstrap --debug init ...",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("render", help="write each master's files to a local directory (offline)")
@@ -369,20 +375,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         return 2
+    debug = bool(getattr(args, "debug", False))
     try:
         return func(args)
     except BootstrapError as exc:
+        _debug(exc, debug)
         _report(exc)
         return exc.exit_code
     except OSError as exc:  # the local file system: named with its cause, never a traceback
         from bootstrap.local.files import describe
 
         error = describe(exc)
+        _debug(exc, debug)
         _report(error)
         return error.exit_code
     except KeyboardInterrupt:
         say("bootstrap: interrupted; files already written were written whole (atomic)")
         return 130
+    except Exception as exc:
+        if not debug:
+            raise  # without --debug: Python's own report, as always
+        _debug(exc, debug)
+        say(f"bootstrap: internal error: {type(exc).__name__} (the traceback is above)")
+        return 1
+
+
+def _debug(exc: BaseException, debug: bool) -> None:
+    """--debug: where the error came from, before the usual one-line report."""
+    if not debug:
+        return
+    from bootstrap.local.debug import format_chain
+
+    say("bootstrap: --debug: the error's cause chain and traceback (secrets redacted):")
+    say(format_chain(exc).rstrip("\n"))
 
 
 def run() -> NoReturn:

@@ -171,8 +171,10 @@ class Source:
         tokens = delivery.ensure_tokens(self.state_dir, nodes)
         documents = {}
         for node in nodes:
-            data = read_optional(delivery.published_path(self.state_dir, node))
+            path = delivery.published_path(self.state_dir, node)
+            data = read_optional(path)
             if data is not None:
+                delivery.parse_document(data, path, node)  # served as YAML too: must parse
                 documents[node] = data
         with self._lock:
             self.current = Documents(nodes, tokens, documents)

@@ -77,12 +77,21 @@ def read_pod_states(host: RemoteHost) -> dict[str, PodState]:
     }
 
 
+def _unreadable(reason: str, source: str) -> dict[str, PodState]:
+    return {c: PodState(c, "Unknown", None, 0, reason, source) for c in COMPONENTS}
+
+
 def parse_lab_status(body: str) -> dict[str, PodState]:
+    """The runner's status file. It comes from the host: whatever it holds becomes
+    "Unknown" with the reason, never an exception."""
     try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        reason = f"unreadable lab runner status: {exc}"
-        return {c: PodState(c, "Unknown", None, 0, reason, "lab-runner") for c in COMPONENTS}
+        return _parse_lab_status(body)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return _unreadable(f"unreadable lab runner status: {exc}", "lab-runner")
+
+
+def _parse_lab_status(body: str) -> dict[str, PodState]:
+    doc = json.loads(body)
     pods: Mapping[str, Any] = doc.get("pods") or {}
     states: dict[str, PodState] = {}
     for component in COMPONENTS:
@@ -121,7 +130,15 @@ def _json_doc(text: str) -> dict[str, Any]:
 
 def parse_crictl(body: str) -> dict[str, PodState]:
     """``crictl ps -a -o json``, optionally followed by the node's images and the images
-    the manifests name (the sections of ``_READ_SCRIPT``)."""
+    the manifests name (the sections of ``_READ_SCRIPT``). From the host: an answer of
+    an unexpected shape becomes "Unknown" with the reason, never an exception."""
+    try:
+        return _parse_crictl(body)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return _unreadable(f"unreadable crictl answer: {exc}", "cri")
+
+
+def _parse_crictl(body: str) -> dict[str, PodState]:
     ps_text, _, rest = body.partition(f"\n{_IMAGES_MARK}\n")
     images_text, _, wanted_text = rest.partition(f"\n{_WANTED_MARK}\n")
     containers = _json_doc(ps_text).get("containers") or []

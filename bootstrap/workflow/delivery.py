@@ -108,11 +108,24 @@ def _json(doc: Any) -> bytes:
 # --- documents -----------------------------------------------------------------------------
 
 
-def pod_object(spec: FileSpec) -> dict[str, Any]:
+def pod_object(spec: FileSpec, node: str | None = None) -> dict[str, Any]:
     """The rendered manifest (YAML) as the object a PodList item holds."""
-    doc = yaml.safe_load(spec.content)
-    if not isinstance(doc, dict):
-        raise ValueError(f"{spec.path} is not a pod")
+    where = f"{node}: " if node else ""
+    try:
+        doc = yaml.safe_load(spec.content)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(
+            f"{where}{spec.path} as rendered is not YAML: {problem}{at}",
+            hint="check the templates (--templates) and the inventory values they lay out",
+        ) from exc
+    if not isinstance(doc, dict) or doc.get("kind") != "Pod":
+        raise InputError(
+            f"{where}{spec.path} as rendered is not a Pod manifest",
+            hint="check the templates (--templates) and the inventory values they lay out",
+        )
     return doc
 
 
@@ -142,8 +155,27 @@ def load_published(state_dir: Path, node: str) -> dict[str, dict[str, Any]]:
     data = read_optional(published_path(state_dir, node))
     if data is None:
         return {}
-    doc = json.loads(data)
-    return {str(item["metadata"]["name"]): item for item in doc.get("items") or []}
+    return parse_document(data, published_path(state_dir, node), node)
+
+
+def parse_document(data: bytes, path: Path, node: str) -> dict[str, dict[str, Any]]:
+    """A published document (a PodList, JSON) as component -> pod. It is the operator's
+    to edit (docs/http-source.md), so a broken one is bad input naming the file."""
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("kind") != "PodList":
+            raise ValueError("not a JSON PodList")
+        items = doc.get("items") or []
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ValueError("items is not a list of pods")
+        return {str(item["metadata"]["name"]): item for item in items}
+    except (ValueError, KeyError, TypeError) as exc:
+        what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise InputError(
+            f"{path}: the document published for {node} is unreadable ({what})",
+            hint="fix the file, or delete it and re-run `bootstrap init --delivery http`, "
+            "which publishes it again",
+        ) from exc
 
 
 def publish(state_dir: Path, node: str, pods: Mapping[str, Mapping[str, Any]]) -> str:
@@ -326,7 +358,7 @@ def deliver(
         push_subset(session, phase, support, masters)
     wanted: dict[str, str] = {}
     for master in masters:
-        pod = pod_object(session.plans[master.name].manifests[component])
+        pod = pod_object(session.plans[master.name].manifests[component], master.name)
         pods = load_published(session.state_dir, master.name)
         if pods.get(component) != pod:
             pods[component] = pod
@@ -428,7 +460,7 @@ class HttpDelivery:
         fresh: list[Master] = []
         rolling: list[tuple[Master, bool]] = []  # (master, its pod restarts)
         for master in session.masters:
-            desired = pod_object(session.plans[master.name].manifests[component])
+            desired = pod_object(session.plans[master.name].manifests[component], master.name)
             served = load_published(session.state_dir, master.name).get(component)
             on_host = _host_manifest(session, master.name, component)
             if on_host.remote is not None:  # file-delivered copy: switch over, one at a time
@@ -511,7 +543,7 @@ def show_plan_http(session: Session) -> int:
         restarts: list[str] = []
         diffs: list[str] = []
         for component in COMPONENTS:
-            desired = pod_object(session.plans[master.name].manifests[component])
+            desired = pod_object(session.plans[master.name].manifests[component], master.name)
             on_host = _host_manifest(session, master.name, component)
             old = served.get(component)
             if on_host.remote is not None:
