@@ -548,8 +548,7 @@ def show_plan_http(session: Session) -> int:
             old = served.get(component)
             if on_host.remote is not None:
                 lines.append(f"  remove  {on_host.spec.path} (served instead)")
-                if on_host.action == "change":
-                    restarts.append(component)
+                restarts.append(component)  # the switch stops the file's pod first
             if old != desired:
                 action = "create" if old is None else "change"
                 url = node_url(serve_url, master.name)
