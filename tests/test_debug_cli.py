@@ -19,7 +19,8 @@ import pytest
 from bootstrap.errors import InputError
 from bootstrap.local.debug import redact
 from bootstrap.model import FileSpec
-from bootstrap.node.podstate import parse_crictl, parse_lab_status
+from bootstrap.node.cri import parse_crictl
+from bootstrap.node.labrunner import parse_status as parse_lab_status
 from bootstrap.workflow import delivery
 
 REPO = Path(__file__).resolve().parent.parent

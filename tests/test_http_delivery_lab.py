@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from bootstrap.inventory import load
+from bootstrap.node import labrunner
 from bootstrap.pki import ensure_pki
 from bootstrap.workflow import delivery
 from lab import api, config
@@ -167,8 +168,8 @@ def test_http_delivery_end_to_end(lab: LabInfo, server: Server, tmp_path: Path) 
     # holds throughout.
     last, port = hosts[-1], server.url.rsplit(":", 1)[1]
     token = delivery.load_tokens(state)[last]
-    config = delivery.runner_config(delivery.node_url(server.url, last), token)
-    api.exec_in(last, ["sh", "-c", f"umask 077; cat > {delivery.LAB_RUNNER_CONFIG}"],
+    config = labrunner.url_config(delivery.node_url(server.url, last), token)
+    api.exec_in(last, ["sh", "-c", f"umask 077; cat > {labrunner.CONFIG_FILE}"],
                 input=config)
     empty = delivery.publish(state, last, {})
     until(lambda: delivery.read_fetched(state, last) == empty, f"{last} to fetch once")
@@ -273,11 +274,11 @@ def test_http_delivery_end_to_end(lab: LabInfo, server: Server, tmp_path: Path) 
 
     # --- a wrong token: 401, the node keeps its last good pods -----------------------------
     m1 = hosts[0]
-    good_config = api.read_host_file(m1, delivery.LAB_RUNNER_CONFIG)
+    good_config = api.read_host_file(m1, labrunner.CONFIG_FILE)
     kept = pod(m1)
     bad = json.loads(good_config)
     bad["headers"]["Authorization"] = "Bearer wrong"
-    api.exec_in(m1, ["sh", "-c", f"umask 077; cat > {delivery.LAB_RUNNER_CONFIG}"],
+    api.exec_in(m1, ["sh", "-c", f"umask 077; cat > {labrunner.CONFIG_FILE}"],
                 input=json.dumps(bad).encode())
     until(lambda: url_status(m1).get("lastStatusCode") == 401, "the runner to see 401")
     refused = url_status(m1)

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from bootstrap.inventory import load
-from bootstrap.node.podstate import read_pod_states
+from bootstrap.node.view import read_pod_states
 from bootstrap.transport import connect_all
 from lab import api, cgroups, record, sysctls
 from lab.config import LAB_BOOTSTRAP_STATE, PREFIX

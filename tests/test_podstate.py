@@ -1,4 +1,4 @@
-"""bootstrap.node.podstate on a CRI node: the real answer of `_READ_SCRIPT` on a kubelet-mode lab
+"""bootstrap.node.cri: the real answer of `CriNode.read_script` on a kubelet-mode lab
 host (tests/data/crictl/, captured from m3: containerd 2.3.7, crictl 1.37.0, kubelet
 v1.37.2), and the states a rollout or a failed pull passes through, derived from it."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.inventory.model import COMPONENTS
-from bootstrap.node.podstate import parse_crictl
+from bootstrap.node.cri import parse_crictl
 
 CAPTURED = Path(__file__).parent / "data" / "crictl" / "m3-read-pod-states.txt"
 

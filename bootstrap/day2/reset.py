@@ -43,7 +43,8 @@ from bootstrap.inventory.model import (
     Master,
 )
 from bootstrap.manifests.components import ENCRYPTION_CONFIG_DIR
-from bootstrap.node.podstate import PodState, read_pod_states
+from bootstrap.node.podstate import PodState
+from bootstrap.node.view import read_pod_states
 from bootstrap.run.etcdview import etcd_client, probe_cluster
 from bootstrap.run.session import Session
 

@@ -1,7 +1,7 @@
 """`bootstrap status`: one table, masters × components, as the nodes report them, and an
 exit code that tells the truth (issue 16 item 11).
 
-Pod state comes from the node (lab runner status or crictl), the etcd role from the
+Pod state comes from the node (bootstrap.node.view), the etcd role from the
 member's own Status through the tunnel, and the soonest certificate expiry from the
 certificates actually on the host (not the local copies).
 
@@ -29,7 +29,8 @@ from bootstrap.etcd.client import EtcdUnreachable, Status
 from bootstrap.etcd.view import ClusterView
 from bootstrap.inventory.model import COMPONENTS, ETCD_CLIENT_PORT, KUBERNETES_DIR, PKI_DIR, Master
 from bootstrap.model import RemoteHost
-from bootstrap.node.podstate import PodState, read_pod_states
+from bootstrap.node.podstate import PodState
+from bootstrap.node.view import read_pod_states
 from bootstrap.run.etcdview import member_label
 from bootstrap.run.session import Session
 

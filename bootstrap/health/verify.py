@@ -49,6 +49,7 @@ from bootstrap.inventory.model import (
 )
 from bootstrap.manifests.components import scheduler_health_path
 from bootstrap.node.podstate import PodState
+from bootstrap.node.view import logs_hint
 from bootstrap.transport import httpcheck
 
 CheckStatus = Literal["ok", "fail", "not running", "skipped"]
@@ -588,7 +589,7 @@ def _judge_health(view: _EtcdView, ctx: _Context) -> CheckResult:
         ok,
         detail,
         "the member's probe endpoint on the metrics port (2381) is not healthy: "
-        "see the etcd log on this master (lab: runner log; node: crictl logs)",
+        "see the etcd log on this master",
     )
 
 
@@ -786,7 +787,7 @@ def _not_running(master: str, check: str, component: str, state: PodState) -> Ch
         "not running",
         f"not running ({state.describe()})",
         f"the {component} pod is not running on {master}: see its log "
-        "(lab: runner log; node: `crictl logs`)",
+        f"({logs_hint(state.source)})",
     )
 
 

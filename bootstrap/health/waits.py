@@ -3,7 +3,7 @@
 Everything here talks to a master through ``Session.tunnel`` (a local port forwarded to
 the master's 127.0.0.1) with the credentials that master's own components use: the
 apiserver-etcd-client cert for etcd, the cluster CA plus the admin client cert for the
-apiserver. Pod states from the node (lab runner / crictl) turn "not running" into a fast,
+apiserver. Pod states from the node (bootstrap.node.view) turn "not running" into a fast,
 honest failure instead of a four-minute wait.
 """
 
@@ -76,13 +76,13 @@ def kubeconfig_tls(session: Session, name: str, kubeconfig: str = "admin.conf") 
 
 
 def _pod_states(session: Session) -> dict[str, dict[str, PodState]]:
-    from bootstrap.node.podstate import read_pod_states
+    from bootstrap.node.view import read_pod_states
 
     return session.each_host(lambda _m, host: read_pod_states(host))
 
 
 def _log_tails(session: Session, component: str, names: list[str]) -> str:
-    from bootstrap.node.podstate import pod_log_tail
+    from bootstrap.node.view import pod_log_tail
 
     parts = []
     for name in names:
@@ -195,7 +195,7 @@ def _confirm_running(
 
 
 def pod_instance(session: Session, name: str, component: str) -> str | None:
-    from bootstrap.node.podstate import read_pod_states
+    from bootstrap.node.view import read_pod_states
 
     return read_pod_states(session.host(name))[component].instance
 
@@ -211,7 +211,7 @@ def wait_briefly_until_started(session: Session, name: str, component: str) -> N
     (floor.md, finding 1). Writing its manifest first is not enough when the kubelet
     notices files on a poll, so wait until the pod runs (or give up quietly).
     """
-    from bootstrap.node.podstate import read_pod_states
+    from bootstrap.node.view import read_pod_states
 
     def started() -> tuple[bool, str]:
         state = read_pod_states(session.host(name))[component]
@@ -237,7 +237,7 @@ def wait_for_new_instance(session: Session, name: str, component: str, before: s
     Whether the new pod is healthy is the next wait's question (quorum, /livez): that one
     reports a crash loop with the pod's log.
     """
-    from bootstrap.node.podstate import read_pod_states
+    from bootstrap.node.view import read_pod_states
 
     def probe() -> tuple[bool, str, list[str]]:
         state = read_pod_states(session.host(name))[component]
@@ -260,7 +260,7 @@ def wait_until_stopped(session: Session, name: str, component: str) -> None:
     """Until the node no longer runs the pod (its manifest was taken away): no container,
     or only exited ones. A real kubelet admits a pod of the same name from another source
     only once this one is gone (its host ports are free again)."""
-    from bootstrap.node.podstate import read_pod_states
+    from bootstrap.node.view import read_pod_states
 
     def probe() -> tuple[bool, str, list[str]]:
         state = read_pod_states(session.host(name))[component]
@@ -273,7 +273,7 @@ def wait_until_stopped(session: Session, name: str, component: str) -> None:
 
 def wait_until_running(session: Session, name: str, component: str) -> None:
     """Until the node runs the pod (a pod the node reports cannot start fails at once)."""
-    from bootstrap.node.podstate import read_pod_states
+    from bootstrap.node.view import read_pod_states
 
     def probe() -> tuple[bool, str, list[str]]:
         state = read_pod_states(session.host(name))[component]

@@ -14,7 +14,7 @@ from typing import Literal
 
 from bootstrap.inventory.model import ETCD_DATA_DIR, KUBERNETES_DIR, MANIFESTS_DIR
 from bootstrap.model import RemoteHost
-from bootstrap.node.podstate import LAB_RUNNER_STATUS
+from bootstrap.node.view import KUBELET_EVIDENCE
 
 Severity = Literal["ok", "warning", "error"]
 
@@ -53,9 +53,7 @@ echo @@etcd-data; ls -A {ETCD_DATA_DIR} 2>/dev/null | head -n 5
 echo @@ca; sha256sum {KUBERNETES_DIR}/pki/ca.crt 2>/dev/null | cut -d' ' -f1
 echo @@manifests-dir; test -d {MANIFESTS_DIR} && echo present
 echo @@kubelet
-command -v kubelet 2>/dev/null
-pgrep -x kubelet >/dev/null 2>&1 && echo running
-test -f {LAB_RUNNER_STATUS} && echo lab-runner
+{KUBELET_EVIDENCE}
 echo @@trust-store
 for d in {" ".join(KUBEADM_CA_CERT_DIRS)}; do test -d "$d" && echo "$d"; done
 echo @@df

@@ -80,7 +80,7 @@ def etcd_client(
 
 def probe_cluster(session: ClusterAccess, masters: Sequence[Master] | None = None) -> ClusterView:
     """Ask every connected master's etcd (in parallel). Hosts not connected are skipped."""
-    from bootstrap.node.podstate import read_pod_states
+    from bootstrap.node.view import read_pod_states
 
     hosts = session.hosts
     chosen = [m for m in (masters or session.inventory.masters) if m.name in hosts]

@@ -35,9 +35,9 @@ import yaml
 
 from bootstrap.errors import InputError, OperationError, WaitTimeout
 from bootstrap.health.poll import poll
-from bootstrap.inventory.model import COMPONENTS, MANIFESTS_DIR, PKI_DIR, Master
+from bootstrap.inventory.model import COMPONENTS, MANIFESTS_DIR, Master
 from bootstrap.model import FileSpec, RemoteHost
-from bootstrap.node.podstate import LAB_RUNNER_STATUS
+from bootstrap.node.view import node_agent
 from bootstrap.pki.store import ensure_dir, read_optional, write_atomic
 from bootstrap.run.session import Session
 from bootstrap.transport.push import FileChange, classify
@@ -45,11 +45,6 @@ from bootstrap.transport.push import FileChange, classify
 SERVED_DIR = "served"
 TOKENS_FILE = "serve-tokens.json"
 STATE_FILE_MODE = 0o600
-# The lab kubelet's URL-source settings (lab/runner/urlconfig.py) and the CA it checks
-# the server with: the cluster CA, already on every master from the certs phase.
-LAB_RUNNER_CONFIG = "/var/lib/kubelet/lab-runner/config.json"
-URL_CA_FILE = f"{PKI_DIR}/ca.crt"
-LAB_HTTP_CHECK_FREQUENCY = 2.0
 
 
 # --- state files -------------------------------------------------------------------------
@@ -213,22 +208,6 @@ def node_url(serve_url: str, node: str) -> str:
     return f"{serve_url.rstrip('/')}/nodes/{node}/pods"
 
 
-def runner_config(url: str, token: str) -> bytes:
-    """The lab kubelet's URL-source settings (holds the token: written 0600)."""
-    return _json(
-        {
-            "manifestUrl": url,
-            "headers": {"Authorization": f"Bearer {token}"},
-            "manifestUrlCA": URL_CA_FILE,
-            "httpCheckFrequency": LAB_HTTP_CHECK_FREQUENCY,
-        }
-    )
-
-
-def is_lab_host(host: RemoteHost) -> bool:
-    return host.stat_files([LAB_RUNNER_STATUS]).get(LAB_RUNNER_STATUS) is not None
-
-
 def fetch_document(serve_url: str, node: str, token: str, ca_pem: bytes) -> tuple[int, bytes]:
     """GET the node's document as the node would (JSON form); (status, body)."""
     context = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
@@ -281,7 +260,9 @@ def connect_nodes(session: Session) -> None:
 
     def point(master: Master, host: RemoteHost) -> None:
         url = node_url(serve_url, master.name)
-        if not is_lab_host(host):
+        agent = node_agent(host)
+        spec = agent.manifest_url_source(url, tokens[master.name]) if agent else None
+        if agent is None or spec is None:
             session.console.event(
                 "delivery",
                 f"kubelet must fetch {url} (staticPodURL + staticPodURLHeader, "
@@ -289,14 +270,11 @@ def connect_nodes(session: Session) -> None:
                 master.name,
             )
             return
-        spec = FileSpec(
-            LAB_RUNNER_CONFIG, runner_config(url, tokens[master.name]), 0o600, secret=True
-        )
         change = classify(spec, host.stat_files([spec.path]).get(spec.path))
         if change.writes:
             host.write_file_atomic(spec)
             session.record_written(master.name, [change])
-            session.console.event("delivery", f"lab kubelet pointed at {url}", master.name)
+            session.console.event("delivery", f"{agent.title} pointed at {url}", master.name)
 
     session.each_host(point)
 

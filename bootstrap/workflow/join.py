@@ -243,7 +243,7 @@ def _set_rendering(session: Session, joiner: Master, members: Sequence[Member]) 
 
 def _wait_started(session: Session, joiner: Master, source: str, member_id: int) -> None:
     """Until the member has a name (it started and talked to the cluster) and answers."""
-    from bootstrap.node.podstate import read_pod_states
+    from bootstrap.node.view import read_pod_states
 
     timeout = session.inventory.timeouts.etcd_quorum
     session.console.event(
@@ -282,7 +282,7 @@ def _wait_started(session: Session, joiner: Master, source: str, member_id: int)
     say = on_change(lambda text: session.console.event(PHASE, f"waiting: {text}", joiner.name))
 
     def timed_out(state: tuple[str, str]) -> WaitTimeout:
-        from bootstrap.node.podstate import pod_log_tail
+        from bootstrap.node.view import pod_log_tail
 
         text, error = state
         return WaitTimeout(

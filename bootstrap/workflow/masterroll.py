@@ -67,7 +67,7 @@ def push_masters(
 ) -> dict[str, tuple[list[FileChange], dict[str, str | None]]]:
     """Push every pending change to the given masters (in parallel). Returns per master
     the written changes and the pre-push pod instance of each pod that will restart."""
-    from bootstrap.node.podstate import read_pod_states
+    from bootstrap.node.view import read_pod_states
 
     def one(master: Master, host: object) -> tuple[list[FileChange], dict[str, str | None]]:
         changes = pending_changes(session, master.name)
