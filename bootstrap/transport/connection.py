@@ -37,6 +37,7 @@ from bootstrap.transport.knownhosts import (
     mismatch_error,
 )
 from bootstrap.transport.sshlib import paramiko
+from bootstrap.transport.tcpnodelay import low_latency
 
 log = logging.getLogger("bootstrap.transport")
 
@@ -78,7 +79,10 @@ SockFactory = Callable[[], Any]  # returns a connected socket or a direct-tcpip 
 def tcp_connector(ep: Endpoint) -> SockFactory:
     def open_socket() -> socket.socket:
         try:
-            return socket.create_connection((ep.host, ep.port), timeout=ep.connect_timeout)
+            # No-delay, quick-ACK: without it a tunnelled request stalls 40 ms at random.
+            return low_latency(
+                socket.create_connection((ep.host, ep.port), timeout=ep.connect_timeout)
+            )
         except socket.gaierror as e:
             raise HostUnreachable(
                 f"cannot resolve {ep.host}: {e.strerror}",

@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from bootstrap.transport.sshlib import paramiko
+from bootstrap.transport.tcpnodelay import no_delay
 
 log = logging.getLogger("bootstrap.transport")
 
@@ -112,6 +113,7 @@ class Forwarder:
             if self._stop.is_set():
                 _reset(sock)
                 break
+            no_delay(sock)  # what arrives through the channel goes on at once
             self._spawn(self._open, "open", sock, peer)
 
     def _open(self, sock: socket.socket, peer: tuple[str, int]) -> None:
