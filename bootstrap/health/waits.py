@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,7 +75,8 @@ def kubeconfig_tls(session: Session, name: str, kubeconfig: str = "admin.conf") 
     return ClientTLS(ca=session.credential(name, "/etc/kubernetes/pki/ca.crt"), cert=cert, key=key)
 
 
-def _pod_states(session: Session) -> dict[str, dict[str, PodState]]:
+def pod_states(session: Session) -> dict[str, dict[str, PodState]]:
+    """What each master's node runs now (one remote command per master, in parallel)."""
     from bootstrap.node.view import read_pod_states
 
     return session.each_host(lambda _m, host: read_pod_states(host))
@@ -161,7 +162,7 @@ def _fail_if_cannot_start(session: Session, component: str, required: Sequence[s
     waiting does not leave (its image is missing, the node gave up on it)."""
     dead = {
         name: state
-        for name, states in _pod_states(session).items()
+        for name, states in pod_states(session).items()
         if (required is None or name in required)
         and (state := states[component]).phase in FATAL_PHASES
     }
@@ -185,7 +186,7 @@ def _confirm_running(
     """(ok, text, failing) once the node reports the required masters' pods running."""
     idle = [
         (name, states[component])
-        for name, states in sorted(_pod_states(session).items())
+        for name, states in sorted(pod_states(session).items())
         if (required is None or name in required) and not states[component].running
     ]
     if not idle:
@@ -608,7 +609,11 @@ def wait_for_lease(session: Session, component: str) -> None:
 # --- verify --------------------------------------------------------------------------
 
 
-def verify(session: Session) -> VerifyReport:
+def verify(
+    session: Session, states: Mapping[str, Mapping[str, PodState]] | None = None
+) -> VerifyReport:
+    """Every check on every master; ``states`` are the nodes' pod states when the caller
+    has just read them (``pod_states``), else they are read here."""
     from bootstrap.health.verify import (
         Expected,
         MasterEndpoints,
@@ -617,7 +622,8 @@ def verify(session: Session) -> VerifyReport:
     )
 
     components = session.options.components
-    states = _pod_states(session)
+    if states is None:
+        states = pod_states(session)
 
     def endpoint(name: str, port: int, component: str) -> tuple[str, int] | None:
         if component not in components:
