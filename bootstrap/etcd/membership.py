@@ -14,7 +14,6 @@ Everything here is a function of values; ``bootstrap.workflow.join`` and
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 from bootstrap.errors import StateError, plural
 from bootstrap.etcd.client import Member
 from bootstrap.inventory.model import MANIFESTS_DIR, Inventory, Master
+from bootstrap.local import atomic
 from bootstrap.manifests.components import EtcdCluster
 
 RECORD_FILE = "etcd-members.json"
@@ -92,18 +92,8 @@ def save_record(state_dir: Path, record: Mapping[str, EtcdCluster]) -> None:
             for name, c in sorted(record.items())
         },
     }
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    atomic.write_atomic(path, text.encode(), 0o600)
 
 
 def new_cluster(masters: Sequence[Master]) -> EtcdCluster:

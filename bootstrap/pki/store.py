@@ -1,4 +1,5 @@
-"""The local state directory: atomic writes, and loading material with its refusals.
+"""The local state directory: 0700 directories, writes of changed content only, and
+loading material with its refusals.
 
 Everything that reads existing material raises ``StateError`` (exit 2, with a hint)
 when the material is inconsistent; nothing here regenerates anything.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from bootstrap.errors import StateError
-from bootstrap.local.files import naming
+from bootstrap.local import atomic
 from bootstrap.pki.keys import PrivateKey, load_private_key, same_public_key
 
 DIR_MODE = 0o700
@@ -61,25 +61,16 @@ def read_optional(path: Path) -> bytes | None:
 
 
 def write_atomic(path: Path, data: bytes, mode: int) -> bool:
-    """Write via a temp file in the same dir and os.replace. Unchanged content is left alone
-    (only a too-open mode is tightened). Returns True when the content was written."""
+    """Write ``path`` atomically (``bootstrap.local.atomic``) in a 0700 directory.
+    Unchanged content is left alone (only a wrong mode is corrected). Returns True when
+    the content was written."""
     ensure_dir(path.parent)
     current = read_optional(path)
     if current == data:
         if stat.S_IMODE(path.stat().st_mode) != mode:
             os.chmod(path, mode)
         return False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with naming(path), os.fdopen(fd, "wb") as handle:  # mkstemp creates it 0600
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_atomic(path, data, mode)
     return True
 
 
