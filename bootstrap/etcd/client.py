@@ -1,16 +1,16 @@
 """The one place that talks to etcd. Returns our own types; raises only EtcdError.
 
-Two channels, both on the member's client port with the same client certificate:
+Two ways in, both on the member's client port with the same client certificate:
 
-- gRPC through `pyetcd` (etcd-sdk-python, the maintained continuation of `etcd3`) for
-  member list, status, alarms, member remove and snapshots. pyetcd's generated protos
-  are from etcd 3.3: they lack ``Member.isLearner`` and the newer ``StatusResponse``
-  fields (raftAppliedIndex, errors, isLearner). Protobuf keeps fields it does not know
-  as "unknown fields"; we read those by their etcd 3.4+ field numbers, so a learner is
-  never silently reported as a voter.
-- etcd's JSON gateway (grpc-gateway, path prefix /v3/ since 3.4) over the stdlib for
-  the learner RPCs neither Python client has: member add with isLearner, promote.
-  Gateway IDs are uint64 as decimal strings.
+- etcd's JSON gateway (grpc-gateway, path prefix /v3/ since 3.4) over the stdlib's HTTPS
+  for everything but snapshots: member list, status and alarms (read on kept-alive
+  connections, see transport/httpcheck.py) and member add as learner, promote and remove.
+  Gateway IDs and counters are uint64 as decimal strings; fields at their zero value are
+  left out. The gateway names every field etcd 3.4+ has (``isLearner``,
+  ``raftAppliedIndex``, ``errors``), so a learner is never reported as a voter.
+- gRPC through `pyetcd` (etcd-sdk-python) only for the snapshot stream. grpc, pyetcd and
+  protobuf are imported on first use: ~0.15 s of import CPU that verify, status and the
+  waits of init no longer pay (measured on the lab; bench/ shows verify and re-run).
 
 Every failure becomes ``EtcdError`` (message + hint, naming the endpoint); TLS failures
 say "TLS" and name the certificate file that was used.
@@ -25,7 +25,7 @@ import mmap
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,11 +35,6 @@ from typing import Any, TypeVar
 # our errors already say what happened. Only a default: an explicit setting wins.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-import grpc  # type: ignore[import-untyped]
-import pyetcd
-from google.protobuf.unknown_fields import UnknownFieldSet  # type: ignore[import-untyped]
-from pyetcd import etcdrpc
-
 from bootstrap.errors import EtcdError, shorten
 from bootstrap.local.memfile import describe
 from bootstrap.manifests.components import ETCD_LIVEZ_READYZ_SINCE
@@ -47,12 +42,15 @@ from bootstrap.transport import httpcheck
 
 T = TypeVar("T")
 
-# etcd 3.4+ field numbers that pyetcd's (3.3) protos do not declare
-# (etcd api/etcdserverpb/rpc.proto).
-_MEMBER_IS_LEARNER = 5
-_STATUS_RAFT_APPLIED_INDEX = 7
-_STATUS_ERRORS = 8
-_STATUS_IS_LEARNER = 10
+
+def _grpc() -> tuple[Any, Any, Any]:
+    """(grpc, pyetcd, pyetcd.etcdrpc), imported on first use (snapshots only)."""
+    import grpc  # type: ignore[import-untyped]
+    import pyetcd
+    from pyetcd import etcdrpc
+
+    return grpc, pyetcd, etcdrpc
+
 
 _ALARM_KINDS = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}
 
@@ -239,10 +237,16 @@ class EtcdClient:
         except httpcheck.HTTPCheckError as exc:
             raise EtcdError(exc.message, hint=exc.hint) from None
         self._key = (host, port, server_name, httpcheck.files_signature(self._gateway_tls))
-        self._client, self._reused = _CHANNELS.get(self._key, self._open_channel)
+        self._client: Any = None  # the gRPC channel's client, opened for a snapshot only
+
+    def _channel(self) -> Any:
+        if self._client is None:
+            self._client = _CHANNELS.get(self._key, self._open_channel)[0]
+        return self._client
 
     def _open_channel(self) -> Any:
         host, port, server_name, tls = self.host, self.port, self.server_name, self.tls
+        _grpc_module, pyetcd, _etcdrpc = _grpc()
         options: list[tuple[str, Any]] = [
             # A tunnel endpoint is loopback: an http_proxy from the environment must never apply.
             ("grpc.enable_http_proxy", 0),
@@ -283,51 +287,49 @@ class EtcdClient:
         """Nothing to do: the channel stays open for the next client of this member (see
         _SharedChannels); ``close_shared_channels`` ends them with the tunnels."""
 
-    # --- reads (gRPC) -----------------------------------------------------------------
+    # --- reads (JSON gateway, kept-alive connections) ----------------------------------
 
     def members(self) -> list[Member]:
-        response = self._rpc(
-            "member list",
-            lambda: self._client.clusterstub.MemberList(etcdrpc.MemberListRequest(), self.timeout),
-            read_only=True,
-        )
-        return [_member_from_pb(m) for m in response.members]
+        doc = self._gateway("member list", "/v3/cluster/member/list", {}, read_only=True)
+        return [_member_from_json(m) for m in _field(doc, "members", list, [])]
 
     def status(self) -> Status:
-        r = self._rpc(
-            "status",
-            lambda: self._client.maintenancestub.Status(etcdrpc.StatusRequest(), self.timeout),
-            read_only=True,
-        )
-        applied = _unknown_varint(r, _STATUS_RAFT_APPLIED_INDEX)
+        doc = self._gateway("status", "/v3/maintenance/status", {}, read_only=True)
+        header = _field(doc, "header", dict, {})
+        applied = doc.get("raftAppliedIndex")  # absent before etcd 3.4 (and when 0)
         return Status(
-            member_id=int(r.header.member_id),
-            leader_id=int(r.leader),
-            raft_index=int(r.raftIndex),
-            raft_term=int(r.raftTerm),
-            raft_applied_index=applied,
-            version=str(r.version),
-            db_size=int(r.dbSize),
-            errors=_unknown_strings(r, _STATUS_ERRORS),
-            is_learner=bool(_unknown_varint(r, _STATUS_IS_LEARNER) or 0),
-            revision=int(r.header.revision),
+            member_id=_uint(header, "member_id"),
+            leader_id=_uint(doc, "leader"),
+            raft_index=_uint(doc, "raftIndex"),
+            raft_term=_uint(doc, "raftTerm"),
+            raft_applied_index=_uint(doc, "raftAppliedIndex") if applied is not None else None,
+            version=str(_field(doc, "version", str, "")),
+            db_size=_uint(doc, "dbSize"),
+            errors=tuple(str(e) for e in _field(doc, "errors", list, [])),
+            is_learner=bool(_field(doc, "isLearner", bool, False)),
+            revision=_uint(header, "revision"),
         )
 
     def alarms(self) -> list[Alarm]:
         """Active alarms of the whole cluster. Goes through raft: needs a leader."""
-        request = etcdrpc.AlarmRequest(action=etcdrpc.AlarmRequest.GET, memberID=0)
-        response = self._rpc(
-            "alarm list",
-            lambda: self._client.maintenancestub.Alarm(request, self.timeout),
+        doc = self._gateway(
+            "alarm list", "/v3/maintenance/alarm", {"action": "GET", "memberID": "0"},
             read_only=True,
         )
-        return [
-            Alarm(
-                member_id=int(a.memberID),
-                kind=_ALARM_KINDS.get(int(a.alarm), f"ALARM{int(a.alarm)}"),
+        alarms = []
+        for a in _field(doc, "alarms", list, []):
+            if not isinstance(a, dict):
+                raise _unexpected(doc)
+            kind = a.get("alarm", "NONE")  # the enum's name; a number from other gateways
+            alarms.append(
+                Alarm(
+                    member_id=_uint(a, "memberID"),
+                    kind=_ALARM_KINDS.get(kind, f"ALARM{kind}")
+                    if isinstance(kind, int)
+                    else str(kind),
+                )
             )
-            for a in response.alarms
-        ]
+        return alarms
 
     # --- membership -------------------------------------------------------------------
 
@@ -387,13 +389,8 @@ class EtcdClient:
     def remove(self, member_id: int) -> None:
         """Remove a member (voter or learner). MemberNotFound when it is not there."""
         try:
-            self._rpc(
-                "member remove",
-                lambda: self._client.clusterstub.MemberRemove(
-                    etcdrpc.MemberRemoveRequest(ID=member_id), self.timeout
-                ),
-            )
-        except _RpcRejected as exc:
+            self._gateway("member remove", "/v3/cluster/member/remove", {"ID": str(member_id)})
+        except _GatewayRejected as exc:
             if _ERR_MEMBER_NOT_FOUND in exc.server_message.lower():
                 raise MemberNotFound(
                     f"member {member_id:x} is not in the cluster ({self.where})",
@@ -427,7 +424,8 @@ class EtcdClient:
 
                 def stream() -> None:
                     nonlocal size
-                    for chunk in self._client.maintenancestub.Snapshot(
+                    _grpc_module, _pyetcd, etcdrpc = _grpc()
+                    for chunk in self._channel().maintenancestub.Snapshot(
                         etcdrpc.SnapshotRequest(), deadline
                     ):
                         blob = bytes(chunk.blob)
@@ -467,25 +465,21 @@ class EtcdClient:
         call: Callable[[], T],
         *,
         timeout: float | None = None,
-        read_only: bool = False,
     ) -> T:
+        grpc = _grpc()[0]
         try:
             return call()
         except grpc.RpcError as exc:
             # A failed channel is never handed out again: the next client connects anew
             # instead of inheriting gRPC's reconnect back-off.
             _CHANNELS.retire(self._key, self._client)
-            if self._reused and read_only and exc.code() == grpc.StatusCode.UNAVAILABLE:
-                # The kept channel broke while idle (the member restarted, or its tunnel
-                # closed). A read is asked again on a new connection, which also says in
-                # the usual words what is wrong now.
-                self._client, self._reused = _CHANNELS.get(self._key, self._open_channel)
-                return self._rpc(what, call, timeout=timeout)
+            self._client = None
             raise self._rpc_error(
                 what, exc, timeout if timeout is not None else self.timeout
             ) from None
 
     def _rpc_error(self, what: str, exc: Any, timeout: float) -> EtcdError:
+        grpc = _grpc()[0]
         code = exc.code()
         details = str(exc.details() or "")
         where = self.where
@@ -529,7 +523,12 @@ class EtcdClient:
             hint="see the etcd member's log on that master",
         )
 
-    def _gateway(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _gateway(
+        self, what: str, path: str, payload: dict[str, Any], *, read_only: bool = False
+    ) -> dict[str, Any]:
+        """POST one request to the gateway. A read (``read_only``) may use a kept-alive
+        connection and is asked once more on a new one when that closed while idle; a
+        change always gets a new connection, so it is never sent twice."""
         try:
             result = httpcheck.request(
                 self.host,
@@ -542,11 +541,11 @@ class EtcdClient:
                 timeout=self.timeout,
                 server_name=self.server_name,
                 context=self._ssl_context,
+                label=self.where,
+                idempotent=read_only,
             )
         except httpcheck.HTTPCheckError as exc:
-            raise EtcdError(
-                f"{self.where}: {what}: {exc.message}", hint=exc.hint
-            ) from None
+            raise self._transport_error(what, exc) from None
         try:
             doc = json.loads(result.body) if result.body else {}
         except ValueError:
@@ -558,12 +557,80 @@ class EtcdClient:
             )
         if result.status != 200:
             message = str(doc.get("message") or doc.get("error") or result.summary())
+            if result.status == 503:  # gRPC's UNAVAILABLE: no leader, or shutting down
+                raise EtcdUnreachable(
+                    f"{self.where} unavailable ({what}): {message}",
+                    kind="unavailable",
+                    hint="the member may have no leader (no quorum) or be stopping",
+                )
             raise _GatewayRejected(
                 f"{self.where} rejected {what}: {message}",
                 server_message=message,
                 hint="see the etcd member's log on that master",
             )
         return doc
+
+    def _transport_error(self, what: str, exc: httpcheck.HTTPCheckError) -> EtcdError:
+        """No answer: the member, or the tunnel to it, is down or slow. TLS problems are
+        plain EtcdErrors (they name the files); the rest say why nothing answered."""
+        if exc.kind == "refused":
+            return EtcdUnreachable(
+                f"{exc.message} ({what})",
+                kind="refused",
+                hint="etcd is not listening there: is the member running on that master, and "
+                "is the SSH tunnel up?",
+            )
+        if exc.kind == "timeout":
+            return EtcdUnreachable(
+                f"{exc.message} ({what})",
+                kind="timeout",
+                # What this one call tells, no more: whether the cluster has quorum is
+                # for the caller to say (verify prints it beside this hint).
+                hint="the member may be stopped, overloaded or cut off from its peers "
+                "(a request through raft also waits while the member has no leader)",
+            )
+        if exc.kind == "connection":
+            # Cut before any answer: our SSH tunnel does exactly that when the master's
+            # port refuses the connection.
+            return EtcdUnreachable(
+                f"{self.where}: connection closed before an answer ({what}): nothing "
+                f"accepted it on the master's port (refused, or the member is restarting); "
+                f"{exc.message}",
+                kind="closed",
+                hint="is the etcd member running on that master? (`bootstrap status`)",
+            )
+        return EtcdError(f"{exc.message} ({what})", hint=exc.hint)
+
+
+def _field(doc: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    """doc[key] when it has the JSON type ``kind``; the default when etcd left it out
+    (the gateway omits fields at their zero value)."""
+    value = doc.get(key, default)
+    if not isinstance(value, kind):
+        raise _unexpected(doc)
+    return value
+
+
+def _uint(doc: dict[str, Any], key: str) -> int:
+    """A uint64 of the gateway: a decimal string (a number from other gateways), 0 when
+    left out."""
+    value = doc.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _unexpected(doc)
+    try:
+        number = int(value)
+    except ValueError:
+        raise _unexpected(doc) from None
+    if number < 0:
+        raise _unexpected(doc)
+    return number
+
+
+def _unexpected(doc: object) -> EtcdError:
+    return EtcdError(
+        f"unexpected answer from etcd's gateway: {shorten(repr(doc), 300)}",
+        hint="is this an etcd client port (3.4+ JSON gateway under /v3/)?",
+    )
 
 
 class _RpcRejected(EtcdError):
@@ -652,41 +719,11 @@ def _tls_error(where: str, what: str, details: str, tls: TLSFiles) -> EtcdError:
     )
 
 
-def _unknown_fields(msg: Any, number: int) -> Iterable[Any]:
-    return [f for f in UnknownFieldSet(msg) if f.field_number == number]
-
-
-def _unknown_varint(msg: Any, number: int) -> int | None:
-    found = None
-    for f in _unknown_fields(msg, number):
-        if isinstance(f.data, int):
-            found = int(f.data)  # last one wins, as protobuf does for scalars
-    return found
-
-
-def _unknown_strings(msg: Any, number: int) -> tuple[str, ...]:
-    return tuple(
-        bytes(f.data).decode("utf-8", errors="replace")
-        for f in _unknown_fields(msg, number)
-        if isinstance(f.data, bytes | bytearray)
-    )
-
-
-def _member_from_pb(m: Any) -> Member:
-    return Member(
-        id=int(m.ID),
-        name=str(m.name),
-        peer_urls=tuple(str(u) for u in m.peerURLs),
-        client_urls=tuple(str(u) for u in m.clientURLs),
-        is_learner=bool(_unknown_varint(m, _MEMBER_IS_LEARNER) or 0),
-    )
-
-
 def _member_from_json(doc: Any) -> Member:
     if not isinstance(doc, dict):
         raise EtcdError(f"unexpected member in etcd's answer: {shorten(repr(doc), 300)}")
     return Member(
-        id=int(doc.get("ID", 0)),
+        id=_uint(doc, "ID"),
         name=str(doc.get("name", "")),
         peer_urls=tuple(str(u) for u in doc.get("peerURLs", [])),
         client_urls=tuple(str(u) for u in doc.get("clientURLs", [])),

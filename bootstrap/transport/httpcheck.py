@@ -173,6 +173,7 @@ def request(
     server_name: str | None = None,
     context: ssl.SSLContext | None = None,
     label: str | None = None,
+    idempotent: bool = False,
 ) -> HTTPResult:
     """One request, one response (any status). tls=None means plain HTTP.
 
@@ -184,11 +185,13 @@ def request(
     Connections are kept alive and reused by later requests to the same server with the
     same TLS settings (see ``_IdleConnections``). A GET that fails on a reused connection
     (the server or the tunnel closed it while idle) is sent once more on a new one; other
-    methods always get a new connection, so nothing is ever sent twice.
+    methods always get a new connection, so nothing is ever sent twice, unless the caller
+    says the request is ``idempotent`` (a read sent as POST, as etcd's gateway wants):
+    then it is treated like a GET.
     """
     where = label or f"{host}:{port}"
     key = _pool_key(host, port, tls, server_name, context)
-    reusable = method == "GET"
+    reusable = method == "GET" or idempotent
     conn = _IDLE.take(key) if reusable else None
     if conn is not None:
         conn.timeout = timeout
