@@ -367,7 +367,10 @@ class SSHHost:
         with self._sftp_lock:
             sftp = self._sftp_client()
             try:
-                sftp.stat(directory)
+                # A directory swept on this connection exists (we never remove one): one
+                # round trip less per file of a push (22 files per master on a fresh init).
+                if directory not in self._swept_dirs:
+                    sftp.stat(directory)
             except FileNotFoundError:
                 self._script(
                     remote_sh.mkdir_parents(directory), f"cannot create {directory}", sudo=False
