@@ -8,6 +8,7 @@ OpenSSH's own ssh-keygen is the oracle for known_hosts lines.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import pwd
@@ -33,7 +34,9 @@ from bootstrap.errors import (
 )
 from bootstrap.inventory.model import JumpHost, Master
 from bootstrap.model import FileSpec, RemoteFile
+from bootstrap.run.session import Session
 from bootstrap.transport import CONNECT_ATTEMPTS, SSHHost, connect, connect_all
+from tests.pki_support import make_inventory
 from tests.sshd_support import Sshd, free_port, keygen, make_master
 
 pytestmark = pytest.mark.sshd
@@ -798,3 +801,46 @@ def test_agent_auth_when_no_identity_file(
     finally:
         agent.terminate()
         agent.wait(HANG_GUARD)
+
+
+
+# --- connecting ahead (Session.connect_ahead) ------------------------------------------------
+
+
+def _session_for(master: Master, tmp_path: Path) -> Session:
+    inventory = dataclasses.replace(make_inventory(masters=1), masters=(master,))
+    return Session(inventory=inventory, state_dir=tmp_path / "state")
+
+
+def test_connect_ahead_hands_over_its_one_connection(
+    sshd: Sshd, known_hosts: Path, root_key: Path, tmp_path: Path
+) -> None:
+    logins = _accepted_logins(sshd)
+    with _session_for(make_master(sshd, known_hosts, root_key), tmp_path) as session:
+        session.connect_ahead()
+        assert session.hosts["m1"].run("echo ahead").stdout == b"ahead\n"
+        assert session.hosts["m1"] is session.host("m1")
+    assert _accepted_logins(sshd) == logins + 1  # connected once, not again by hosts
+    assert _no_established_to(sshd)
+
+
+def test_connect_ahead_never_used_is_closed_with_the_session(
+    sshd: Sshd, known_hosts: Path, root_key: Path, tmp_path: Path
+) -> None:
+    logins = _accepted_logins(sshd)
+    with _session_for(make_master(sshd, known_hosts, root_key), tmp_path) as session:
+        session.connect_ahead()  # the command fails before it uses the hosts
+    assert _accepted_logins(sshd) == logins + 1
+    assert _no_established_to(sshd)
+
+
+def test_connect_ahead_error_is_raised_where_the_hosts_are_used(
+    sshd: Sshd, root_key: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with _session_for(make_master(sshd, empty, root_key), tmp_path) as session:
+        session.connect_ahead()  # no error here: it is in the background
+        with pytest.raises(HostKeyUnknown):
+            session.hosts  # noqa: B018
+    assert empty.read_text() == ""  # strict: nothing recorded

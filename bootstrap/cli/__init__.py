@@ -287,6 +287,7 @@ def _init(args: argparse.Namespace, only: str | None) -> int:
     from bootstrap.workflow.join import begin_init
     from bootstrap.workflow.locks import exclusive
     from bootstrap.workflow.phases import find, run_phases, select
+    from bootstrap.workflow.steps import ask_preflight_early
 
     with make_session(args) as session:
         if only is not None:
@@ -301,6 +302,8 @@ def _init(args: argparse.Namespace, only: str | None) -> int:
             session.options, overlap_fresh_start={"etcd", "control-plane"} <= chosen
         )
         with exclusive(session, "init" + (f" phase {only}" if only else "")):
+            if "preflight" in chosen:
+                ask_preflight_early(session)
             # The hosts' CA and versions first: a wrong state dir or an edited version is
             # refused before a PKI is generated and before anything is written.
             guard.check(session, "init")
@@ -331,10 +334,11 @@ def cmd_init_phase(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    from bootstrap.health import waits
-    from bootstrap.workflow import guard
-
     with make_session(args) as session, ThreadPoolExecutor(1, "pod-states") as pool:
+        session.connect_ahead()  # while the modules below are imported
+        from bootstrap.health import waits
+        from bootstrap.workflow import guard
+
         # The nodes' pod states are read while the guard reads the CA and versions (one
         # round trip instead of two); the guard still speaks first: wrong state dir.
         states = pool.submit(waits.pod_states, session)

@@ -7,7 +7,7 @@ that gate a rollout on a component being up. Nothing here knows which workflow c
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bootstrap.errors import OperationError, PreflightFailed, plural
 from bootstrap.health import waits
@@ -15,6 +15,9 @@ from bootstrap.inventory.model import KUBERNETES_DIR, Master
 from bootstrap.model import RemoteHost
 from bootstrap.run.session import Session
 from bootstrap.transport.push import FileChange, apply_changes, backup_dir_name, summarize
+
+if TYPE_CHECKING:
+    from bootstrap.node.preflight import HostFacts
 
 # How a rollout waits for the component it just pushed, on the masters that must run it.
 Wait = Callable[[Session, Sequence[str]], None]
@@ -51,13 +54,25 @@ def push_subset(
     return session.each_host(push_one, masters)
 
 
-def run_preflight(session: Session) -> None:
+def _gather_preflight(session: Session) -> dict[str, HostFacts]:
     from bootstrap.node import preflight
 
     # Every inventory master, new ones (pending joins) included.
+    return session.each_host(lambda _m, host: preflight.gather(host), session.inventory.masters)
+
+
+def ask_preflight_early(session: Session) -> None:
+    """Preflight's questions are read-only and need nothing but the connections: asked
+    while the guard and the etcd probe run, judged in the preflight phase as before."""
+    session.read_ahead("preflight", lambda: _gather_preflight(session))
+
+
+def run_preflight(session: Session) -> None:
+    from bootstrap.node import preflight
+
     everyone = session.inventory.masters
     session.console.event("preflight", f"connecting to {plural(len(everyone), 'master')}")
-    facts = session.each_host(lambda _m, host: preflight.gather(host), everyone)
+    facts = session.answer("preflight", lambda: _gather_preflight(session))
     findings = preflight.evaluate(
         list(facts.values()),
         cluster_ca_sha256=session.cluster_ca_sha256(),
