@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     report = Report()
+    report.notes.append(render.compile_bytecode())
     m = machine()
     print(
         f"bench on {m['nproc']} CPUs ({m['cpu']}), kernel {m['kernel']}, Python {m['python']}",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench import floor as floors
 from bench import labctl
+from bench.render import compile_bytecode
 from bench.stats import Report, bound_claim, markdown, ratio_claim
 
 PHASES = ("preflight", "certs", "kubeconfig", "etcd", "control-plane", "verify")
@@ -141,6 +142,7 @@ def main() -> int:
     parser.add_argument("--scaling-runs", type=int, default=3)
     args = parser.parse_args()
     report = Report()
+    report.notes.append(compile_bytecode())
     bench_init(report, args.runs)
     if args.scaling_runs:
         bench_scaling(report, args.scaling_runs)
