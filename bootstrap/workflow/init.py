@@ -100,7 +100,7 @@ def roll(
     wait: Wait,
     *,
     first_ahead: bool = False,
-    alongside: Callable[[], None] | None = None,
+    before_wait: Callable[[], None] | None = None,
 ) -> None:
     """``steps.roll_out`` with the files matching ``wanted`` pushed over SSH."""
     roll_out(
@@ -110,7 +110,7 @@ def roll(
         FileDelivery(wanted),
         wait,
         first_ahead=first_ahead,
-        alongside=alongside,
+        before_wait=before_wait,
     )
 
 
@@ -189,7 +189,7 @@ def run_etcd(session: Session) -> None:
             _manifest_of("etcd"),
             waits.wait_for_etcd_quorum,
             first_ahead=True,
-            alongside=(
+            before_wait=(
                 (lambda: _start_apiservers_early(session)) if _overlapping(session) else None
             ),
         )

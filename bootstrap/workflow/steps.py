@@ -164,7 +164,7 @@ def roll_out(
     wait: Wait,
     *,
     first_ahead: bool = False,
-    alongside: Callable[[], None] | None = None,
+    before_wait: Callable[[], None] | None = None,
 ) -> None:
     """Start new pods everywhere at once, but replace running ones master by master.
 
@@ -176,21 +176,19 @@ def roll_out(
     re-run with a good manifest.
     """
     fresh, rolling = delivery.classify(session, component)
-    if fresh and first_ahead and len(fresh) > 1:
-        first = fresh[0].name
-        writes_before = len(session.written().get(first, []))
-        delivery.deliver(session, phase, component, fresh[:1])
-        if alongside is not None:
-            alongside()  # its round trips fill the first master's head start
-        # Only a pod that starts now needs the head start (nothing written: nothing starts).
-        if delivery.first_settles and len(session.written().get(first, [])) > writes_before:
-            waits.wait_briefly_until_started(session, first, component)
-        delivery.deliver(session, phase, component, fresh[1:])
-    else:
-        if fresh:
+    if fresh:
+        if first_ahead and len(fresh) > 1:
+            first = fresh[0].name
+            writes_before = len(session.written().get(first, []))
+            delivery.deliver(session, phase, component, fresh[:1])
+            # Only a pod that starts now needs the head start (nothing written: nothing starts).
+            if delivery.first_settles and len(session.written().get(first, [])) > writes_before:
+                waits.wait_briefly_until_started(session, first, component)
+            delivery.deliver(session, phase, component, fresh[1:])
+        else:
             delivery.deliver(session, phase, component, fresh)
-        if alongside is not None:
-            alongside()
+    if before_wait is not None:
+        before_wait()
     healthy = [m.name for m in fresh]
     wait(session, healthy)
     for master, restarts in rolling:
