@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         logging.getLogger("lab.runner").info("signal %d: shutting down", signum)
         runner.stop_event.set()
+        runner.wake()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

@@ -38,6 +38,16 @@ _MASK = (
 _EVENT_HEADER = 16  # struct inotify_event: int wd; uint32 mask, cookie, len; name follows
 
 
+def drain(fd: int) -> None:
+    """Read a non-blocking pipe empty (its bytes only say "wake up")."""
+    while True:
+        try:
+            if not os.read(fd, 4096):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+
+
 class DirWatch:
     """An inotify watch on one directory; ``wait()`` says whether anything changed."""
 
@@ -68,12 +78,16 @@ class DirWatch:
         if wd >= 0:
             self._wd = wd
 
-    def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds; True when the directory changed."""
+    def wait(self, timeout: float, wake_fd: int | None = None) -> bool:
+        """Block up to ``timeout`` seconds, or until ``wake_fd`` is readable (drained
+        here); True when the directory changed."""
         if self._fd < 0 or self._wd < 0:
             return False
-        ready, _, _ = select.select([self._fd], [], [], timeout)
-        if not ready:
+        fds = [self._fd] if wake_fd is None else [self._fd, wake_fd]
+        ready, _, _ = select.select(fds, [], [], timeout)
+        if wake_fd is not None and wake_fd in ready:
+            drain(wake_fd)
+        if self._fd not in ready:
             return False
         changed = False
         while True:
