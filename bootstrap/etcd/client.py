@@ -157,9 +157,9 @@ class SnapshotInfo:
 class _SharedChannels:
     """gRPC channels kept open between EtcdClient objects for the same member and files.
 
-    A wait polls every member a few times a second and verify asks each several things:
-    a new channel each time is a new connection through the SSH tunnel, a TLS handshake
-    and an HTTP/2 setup. A channel that failed once is retired, never handed out again.
+    Only snapshots use gRPC now (reads go through the gateway's kept-alive HTTPS
+    connections); a channel is still opened once per member and files, and one that
+    failed once is retired, never handed out again (no inherited reconnect back-off).
     """
 
     def __init__(self) -> None:
