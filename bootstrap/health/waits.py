@@ -272,7 +272,34 @@ def wait_until_stopped(session: Session, name: str, component: str) -> None:
              component_timeout(session, component), required=[], require_running=False)
 
 
-def wait_until_running(session: Session, name: str, component: str) -> None:
+GONE_WAIT_SECONDS = 30.0  # bounded: a node that keeps exited containers must not hold a switch
+
+
+def wait_briefly_until_gone(session: Session, name: str, component: str) -> bool:
+    """Until the node has no container of the pod left, at most 30 s; whether it got there.
+
+    A real kubelet removes a deleted static pod's exited container once it has finished
+    terminating the pod. Until then the pod still counts at admission (its host ports), and
+    a pod of the same name arriving from another source is refused, for good while its
+    document stays the same (seen in the lab: a switched etcd never started on one master
+    in two of the last runs of tests/test_kubelet_http_lab.py)."""
+    from bootstrap.node.view import read_pod_states
+
+    def gone() -> tuple[bool, str]:
+        state = read_pod_states(session.host(name))[component]
+        return state.phase == "Absent", state.describe()
+
+    try:
+        poll(f"{component} on {name} to be gone", gone, GONE_WAIT_SECONDS,
+             session.inventory.timeouts.poll_interval)
+    except WaitTimeout:
+        return False
+    return True
+
+
+def wait_until_running(
+    session: Session, name: str, component: str, timeout: float | None = None
+) -> None:
     """Until the node runs the pod (a pod the node reports cannot start fails at once)."""
     from bootstrap.node.view import read_pod_states
 
@@ -281,7 +308,8 @@ def wait_until_running(session: Session, name: str, component: str) -> None:
         return state.running, f"{name}: {state.describe()}", [] if state.running else [name]
 
     wait_for(session, "rollout", f"{component} on {name} to run", component, probe,
-             component_timeout(session, component), required=[name], require_running=False)
+             timeout if timeout is not None else component_timeout(session, component),
+             required=[name], require_running=False)
 
 
 # --- etcd -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ config still go over SSH; a PodList carries only pod specs (hostPath mounts name
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -388,12 +389,40 @@ def switch_from_file(
     session.console.event(phase, f"removed {path} (to be served)", name)
     try:
         waits.wait_until_stopped(session, name, component)
+        waits.wait_briefly_until_gone(session, name, component)
         deliver(session, phase, component, [master])
-        waits.wait_until_running(session, name, component)
+        _wait_admitted(session, phase, component, master)
         settle()
     except BaseException:
         _restore_file(session, phase, component, master, original)
         raise
+
+
+OFFER_SECONDS = 20.0  # a served pod not even created by then was refused at admission
+
+
+def _wait_admitted(session: Session, phase: str, component: str, master: Master) -> None:
+    """Until the node runs the served pod. A kubelet that refused it at admission (the
+    file's pod was still terminating when the document arrived) never looks at it again
+    while the document stays the same: if no container was created within 20 s, the pod
+    is taken out of the document and offered again, once, then waited for in full."""
+    from bootstrap.health import waits
+    from bootstrap.node.view import read_pod_states
+
+    name = master.name
+    with contextlib.suppress(WaitTimeout):
+        waits.wait_until_running(session, name, component, timeout=OFFER_SECONDS)
+        return
+    if read_pod_states(session.host(name))[component].phase != "Absent":
+        waits.wait_until_running(session, name, component)  # created: starting slowly
+        return
+    session.console.event(phase, f"{component} not admitted by the node: offered again", name)
+    pods = load_published(session.state_dir, name)
+    pods.pop(component, None)
+    _wait_fetched(session, phase, {name: publish(session.state_dir, name, pods)})
+    waits.wait_briefly_until_gone(session, name, component)
+    deliver(session, phase, component, [master])
+    waits.wait_until_running(session, name, component)
 
 
 def _restore_file(
