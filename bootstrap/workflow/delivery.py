@@ -398,30 +398,35 @@ def switch_from_file(
         raise
 
 
-OFFER_SECONDS = 20.0  # a served pod not even created by then was refused at admission
+# How long each offer of a served pod is given to be created before it is taken out of
+# the document and offered again; the last offer gets the component's full timeout.
+OFFER_SECONDS = (20.0, 40.0, 60.0)
 
 
 def _wait_admitted(session: Session, phase: str, component: str, master: Master) -> None:
     """Until the node runs the served pod. A kubelet that refused it at admission (the
-    file's pod was still terminating when the document arrived) never looks at it again
-    while the document stays the same: if no container was created within 20 s, the pod
-    is taken out of the document and offered again, once, then waited for in full."""
+    file's pod still counted while the kubelet finished terminating it) never looks at it
+    again while the document stays the same: a pod not even created within the offer's
+    time is taken out of the document and offered again, up to three times, then waited
+    for in full (docs/http-source.md)."""
     from bootstrap.health import waits
     from bootstrap.node.view import read_pod_states
 
     name = master.name
-    with contextlib.suppress(WaitTimeout):
-        waits.wait_until_running(session, name, component, timeout=OFFER_SECONDS)
-        return
-    if read_pod_states(session.host(name))[component].phase != "Absent":
-        waits.wait_until_running(session, name, component)  # created: starting slowly
-        return
-    session.console.event(phase, f"{component} not admitted by the node: offered again", name)
-    pods = load_published(session.state_dir, name)
-    pods.pop(component, None)
-    _wait_fetched(session, phase, {name: publish(session.state_dir, name, pods)})
-    waits.wait_briefly_until_gone(session, name, component)
-    deliver(session, phase, component, [master])
+    for seconds in OFFER_SECONDS:
+        with contextlib.suppress(WaitTimeout):
+            waits.wait_until_running(session, name, component, timeout=seconds)
+            return
+        if read_pod_states(session.host(name))[component].phase != "Absent":
+            break  # created: starting slowly, waited for in full below
+        session.console.event(
+            phase, f"{component} not admitted by the node: offered again", name
+        )
+        pods = load_published(session.state_dir, name)
+        pods.pop(component, None)
+        _wait_fetched(session, phase, {name: publish(session.state_dir, name, pods)})
+        waits.wait_briefly_until_gone(session, name, component)
+        deliver(session, phase, component, [master])
     waits.wait_until_running(session, name, component)
 
 
