@@ -133,8 +133,8 @@ def test_init_delivery_http_runs_every_pod_from_the_manifest_url(
     strict=False,
     reason="known defect (docs/http-source.md): on the real kubelet a master's served etcd "
     "is sometimes not created for minutes after its file's pod stopped, even when offered "
-    "again; the switch then fails safely (file written back, exit 1). Failed in 2 of 3 CI "
-    "runs of session 4, passed alone; cause not yet seen in the kubelet's log",
+    "again; the switch then fails safely (file written back, exit 1). Failed in all 3 CI "
+    "runs of session 4, passed once alone; cause not yet seen in the kubelet's log",
 )
 def test_file_delivered_cluster_switches_to_the_manifest_url(
     kubelet_lab: LabInfo, tmp_path: Path
